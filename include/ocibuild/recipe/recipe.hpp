@@ -1,0 +1,125 @@
+#pragma once
+// The TOML recipe, validated. Every value keeps the position it came from so later stages can
+// point at it ("recipe.toml:12:9: ...").
+//
+//   [image]   name, tags, platform
+//   [base]    ref = "scratch" | "oci:DIR[:TAG]" | "oci-archive:FILE[:TAG]" | registry reference
+//   [[step]]  copy = { from, to, mode?, owner? } | run = "..." | [step.conda] ...
+//   [config]  env, workdir, entrypoint, cmd, user, labels, ports, volumes, stop_signal
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "ocibuild/core/error.hpp"
+#include "ocibuild/oci/platform.hpp"
+
+namespace ocibuild::recipe {
+
+struct SourcePos {
+    std::string file;  // as the user named it
+    int line = 0;      // 1-based; 0 = unknown
+    int column = 0;    // 1-based
+};
+
+struct Diagnostic {
+    SourcePos pos;
+    std::string message;
+    std::string source_line;  // the line of the file at pos, for the caret display
+};
+
+/// Thrown by parse_recipe with every mistake found (not just the first).
+/// what(): one "file:line:column: message" per diagnostic, each followed by the source line and
+/// a caret under the column.
+class RecipeError : public core::Error {
+public:
+    explicit RecipeError(std::vector<Diagnostic> diagnostics);
+    [[nodiscard]] const std::vector<Diagnostic>& diagnostics() const noexcept { return diagnostics_; }
+
+private:
+    std::vector<Diagnostic> diagnostics_;
+};
+
+struct Owner {
+    std::uint32_t uid = 0;
+    std::uint32_t gid = 0;
+};
+
+struct CopyStep {
+    std::string from;                   // relative to the recipe's directory, as written
+    std::filesystem::path source;       // resolved absolute path (exists; checked at parse time)
+    std::string to;                     // absolute path in the image
+    std::optional<std::uint32_t> mode;  // applies to every file copied (dirs keep 0755 | x bits)
+    std::optional<Owner> owner;         // "uid:gid" or "uid" (numeric)
+};
+
+struct RunStep {
+    std::vector<std::string> argv;  // list form as written; or {shell..., command} for the string form
+    std::string command;            // the string form, empty for list form
+    std::vector<std::string> shell;  // default {"/bin/sh", "-c"}
+    std::map<std::string, std::string> env;
+    std::string workdir;
+    std::string user;
+    std::string network;  // "host" (default) or "none"
+};
+
+struct CondaStep {
+    std::string prefix;
+    std::vector<std::string> channels;
+    std::vector<std::string> packages;
+};
+
+struct Step {
+    SourcePos pos;  // of the [[step]] header
+    std::variant<CopyStep, RunStep, CondaStep> action;
+    [[nodiscard]] std::string_view kind() const;  // "copy", "run", "conda"
+};
+
+struct BaseSpec {
+    enum class Kind { scratch, oci_layout, oci_archive, registry };
+    Kind kind = Kind::scratch;
+    std::string ref;              // as written
+    std::filesystem::path path;   // oci_layout / oci_archive: resolved absolute path
+    std::string tag;              // oci_layout / oci_archive: optional tag; registry: the reference
+    SourcePos pos;
+};
+
+struct ImageSection {
+    std::string name;  // repository, may be empty
+    std::vector<std::string> tags;
+    oci::Platform platform{"linux", "amd64", "", "", {}};
+};
+
+struct ConfigSection {
+    std::map<std::string, std::string> env;  // values may hold ${VAR}: expanded by the build
+    std::optional<std::string> workdir;
+    std::optional<std::vector<std::string>> entrypoint;
+    std::optional<std::vector<std::string>> cmd;
+    std::optional<std::string> user;
+    std::map<std::string, std::string> labels;
+    std::vector<std::string> ports;    // "80", "53/udp" → normalised "80/tcp", "53/udp"
+    std::vector<std::string> volumes;  // absolute paths
+    std::optional<std::string> stop_signal;
+    std::string author;
+};
+
+struct Recipe {
+    std::filesystem::path file;       // as given
+    std::filesystem::path directory;  // absolute directory holding the recipe (the build context)
+    ImageSection image;
+    BaseSpec base;
+    std::vector<Step> steps;
+    ConfigSection config;
+};
+
+/// Parses and validates `file`. Throws RecipeError (all mistakes, exit code 2 in the CLI) or
+/// core::Error(not_found) when the file itself cannot be read.
+[[nodiscard]] Recipe parse_recipe(const std::filesystem::path& file);
+/// Same, from text (for tests); `file` names it in messages, relative paths resolve against `directory`.
+[[nodiscard]] Recipe parse_recipe_text(std::string_view text, const std::filesystem::path& file,
+                                       const std::filesystem::path& directory);
+
+}  // namespace ocibuild::recipe

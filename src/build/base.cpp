@@ -1,1 +1,160 @@
-// placeholder
+#include "ocibuild/build/base.hpp"
+
+#include <fcntl.h>
+
+#include "ocibuild/core/error.hpp"
+#include "ocibuild/core/fd.hpp"
+#include "ocibuild/layer/tar_reader.hpp"
+#include "ocibuild/oci/json.hpp"
+#include "ocibuild/oci/media_type.hpp"
+
+namespace ocibuild::build {
+
+namespace {
+using core::Error;
+using core::ErrorCategory;
+
+// Reads a JSON blob and checks its bytes against the descriptor that named it: a store we did not
+// fill ourselves (a user's layout) is not trusted.
+std::string read_verified(const store::Store& store, const oci::Descriptor& desc) {
+    auto bytes = store.read(desc.digest);
+    auto actual = core::Digest::of(bytes);
+    if (actual != desc.digest)
+        throw Error(ErrorCategory::integrity,
+                    "blob " + desc.digest.str() + " in " + store.root().string() + " has digest " + actual.str());
+    return bytes;
+}
+
+// Streams every blobs/sha256/<hex> of an oci-archive into `store`, verified against its name, and
+// returns the archive's index.json.
+oci::ImageIndex import_oci_archive(const std::filesystem::path& file, const store::Store& store) {
+    auto fd = core::open_file(file, O_RDONLY);
+    std::optional<oci::ImageIndex> index;
+    bool layout_seen = false;
+    layer::read_tar(fd.get(), file.string(), [&](const layer::TarEntry& e, const layer::ContentReader& read) {
+        if (e.type != layer::EntryType::regular) return;
+        if (e.path == "index.json" || e.path == "oci-layout") {
+            struct Collect : core::ByteSink {
+                std::string data;
+                void write(const void* p, std::size_t n) override {
+                    if (data.size() + n > (64u << 20)) throw Error(ErrorCategory::invalid_input, "file too large");
+                    data.append(static_cast<const char*>(p), n);
+                }
+            } collect;
+            read(collect);
+            if (e.path == "index.json") index = oci::ImageIndex::parse(collect.data, file.string() + ":index.json");
+            else layout_seen = true;
+            return;
+        }
+        constexpr std::string_view prefix = "blobs/sha256/";
+        if (!e.path.starts_with(prefix)) return;
+        auto digest = core::Digest::must_parse("sha256:" + e.path.substr(prefix.size()));
+        if (store.has(digest)) return;
+        auto w = store.ingest();
+        read(w);
+        (void)w.commit("application/octet-stream", digest, e.size);
+    });
+    if (!layout_seen || !index)
+        throw Error(ErrorCategory::invalid_input, file.string() + " is not an oci-archive (no oci-layout or index.json)");
+    return *index;
+}
+
+oci::Descriptor resolve_tag(const oci::ImageIndex& index, std::string_view tag, std::string_view where) {
+    std::vector<const oci::Descriptor*> candidates;
+    std::string tags;
+    for (const auto& m : index.manifests) {
+        auto it = m.annotations.find(std::string(oci::annotation_ref_name));
+        std::string name = it != m.annotations.end() ? it->second : "";
+        tags += (tags.empty() ? "" : ", ") + (name.empty() ? m.digest.str() : name);
+        if (tag.empty() || name == tag) candidates.push_back(&m);
+    }
+    if (candidates.size() == 1) return *candidates.front();
+    if (candidates.empty())
+        throw Error(ErrorCategory::not_found,
+                    "no image tagged \"" + std::string(tag) + "\" in " + std::string(where) + " (it has: " +
+                        (tags.empty() ? "nothing" : tags) + ")");
+    throw Error(ErrorCategory::invalid_input,
+                std::string(where) + " holds " + std::to_string(candidates.size()) +
+                    " images; name one with :TAG (" + tags + ")");
+}
+
+BaseImage load_from(const store::Store& source, const oci::Descriptor& top, const oci::Platform& platform,
+                    const store::Store& store, std::string name) {
+    bool same = source.root() == store.root();
+    auto import_json = [&](const oci::Descriptor& d) {
+        auto bytes = read_verified(source, d);
+        if (!same) (void)store.put(bytes, d.media_type);
+        return bytes;
+    };
+    oci::Descriptor manifest_desc = top;
+    if (oci::media_type::is_index(top.media_type)) {
+        (void)import_json(top);
+        manifest_desc = select_platform(store, top, platform, name);
+    }
+    BaseImage base;
+    base.manifest = oci::ImageManifest::parse(import_json(manifest_desc), "manifest " + manifest_desc.digest.str());
+    base.config = oci::ImageConfig::parse(import_json(base.manifest.config), "config " + base.manifest.config.digest.str());
+    if (base.config.diff_ids.size() != base.manifest.layers.size())
+        throw Error(ErrorCategory::invalid_input,
+                    "image " + manifest_desc.digest.str() + " has " + std::to_string(base.manifest.layers.size()) +
+                        " layers but its config lists " + std::to_string(base.config.diff_ids.size()) + " diff_ids");
+    for (const auto& l : base.manifest.layers) {
+        if (!same) store.import_blob(source, l);
+        else if (!store.has(l.digest))
+            throw Error(ErrorCategory::not_found, "layer " + l.digest.str() + " is missing from " + source.root().string());
+    }
+    oci::Platform have{base.config.os, base.config.architecture, base.config.variant, {}, {}};
+    if (!have.matches(platform))
+        throw Error(ErrorCategory::invalid_input,
+                    "base image is " + have.to_string() + " but the recipe builds " + platform.to_string());
+    manifest_desc.platform.reset();
+    manifest_desc.annotations.clear();
+    base.descriptor = manifest_desc;
+    base.name = std::move(name);
+    return base;
+}
+}  // namespace
+
+oci::Descriptor select_platform(const store::Store& store, const oci::Descriptor& desc, const oci::Platform& platform,
+                                std::string_view what) {
+    auto index = oci::ImageIndex::parse(read_verified(store, desc), "index " + desc.digest.str());
+    std::string available;
+    for (const auto& m : index.manifests) {
+        if (!m.platform) continue;
+        if (m.platform->os == "unknown") continue;  // BuildKit attestations
+        if (m.platform->matches(platform)) return m;
+        available += (available.empty() ? "" : ", ") + m.platform->to_string();
+    }
+    throw Error(ErrorCategory::not_found, std::string(what) + " has no image for " + platform.to_string() +
+                                              " (available: " + (available.empty() ? "none" : available) + ")");
+}
+
+BaseImage load_base(const recipe::BaseSpec& spec, const oci::Platform& platform, const store::Store& store) {
+    auto where = spec.pos.file + ":" + std::to_string(spec.pos.line) + ":" + std::to_string(spec.pos.column);
+    return core::with_context(where + ": base " + spec.ref, [&]() -> BaseImage {
+        switch (spec.kind) {
+            case recipe::BaseSpec::Kind::scratch: {
+                BaseImage base;
+                base.config.os = platform.os;
+                base.config.architecture = platform.architecture;
+                base.config.variant = platform.variant;
+                base.manifest.config.media_type = oci::media_type::oci_config;
+                return base;
+            }
+            case recipe::BaseSpec::Kind::oci_layout: {
+                auto source = store::Store::open(spec.path, false);
+                auto top = resolve_tag(source.index(), spec.tag, spec.path.string());
+                return load_from(source, top, platform, store, spec.ref);
+            }
+            case recipe::BaseSpec::Kind::oci_archive: {
+                auto index = import_oci_archive(spec.path, store);
+                auto top = resolve_tag(index, spec.tag, spec.path.string());
+                return load_from(store, top, platform, store, spec.ref);
+            }
+            case recipe::BaseSpec::Kind::registry: break;
+        }
+        throw Error(ErrorCategory::unsupported, "registry bases are not supported yet");
+    });
+}
+
+}  // namespace ocibuild::build

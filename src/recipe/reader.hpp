@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <initializer_list>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -92,6 +93,9 @@ private:
                                                       std::span<const std::string_view> candidates);
 /// Every diagnostic as "file:line:column: message", the source line and a caret.
 [[nodiscard]] std::string render(const std::vector<Diagnostic>& diagnostics);
+
+/// `env = { NAME = "value" }` of `parent`, names checked, into `out`.
+void env_table(Reader& r, const toml::node& n, std::string_view parent, std::map<std::string, std::string>& out);
 
 // The sections (sections.cpp, steps.cpp).
 void parse_image(Reader& r, const toml::node& n, ImageSection& out);

@@ -48,7 +48,13 @@ void Reader::check_keys(const toml::table& t, std::string_view where, std::span<
 
 void Reader::unknown_key(const toml::key& k, std::string_view where, std::span<const std::string_view> candidates) {
     std::string msg = "unknown key " + quote(k.str()) + " in " + std::string(where);
-    if (auto s = suggest(k.str(), candidates)) msg += "; did you mean " + quote(*s) + "?";
+    if (auto s = suggest(k.str(), candidates)) {
+        msg += "; did you mean " + quote(*s) + "?";
+    } else if (where != "the top level" && (k.str() == "image" || k.str() == "base" || k.str() == "step" ||
+                                            k.str() == "config")) {
+        // The classic TOML slip: a top-level key written below a [table] header lands in that table.
+        msg += " (a key below a [table] header belongs to that table: move it above the first header)";
+    }
     error(at(k), std::move(msg));
 }
 

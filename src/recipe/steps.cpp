@@ -44,13 +44,12 @@ std::optional<std::uint32_t> parse_mode(Reader& r, const toml::node& v, std::str
     const std::string subj = subject("mode", where);
     if (const auto* i = v.as_integer()) {
         const std::int64_t n = i->get();
-        const auto flags = i->flags();
-        if ((flags & toml::value_flags::format_as_octal) == toml::value_flags::none && n != 0) {
-            std::string written = (flags & toml::value_flags::format_as_hexadecimal) != toml::value_flags::none
-                                      ? "0x" + in_base(n, 16)
-                                  : (flags & toml::value_flags::format_as_binary) != toml::value_flags::none
-                                      ? "0b" + in_base(n, 2)
-                                      : in_base(n, 10);
+        // The integer format is a two-bit field of the flags, not a set of bits.
+        const auto format = i->flags() & toml::value_flags::format_as_hexadecimal;
+        if (format != toml::value_flags::format_as_octal && n != 0) {
+            std::string written = format == toml::value_flags::format_as_hexadecimal ? "0x" + in_base(n, 16)
+                                  : format == toml::value_flags::format_as_binary    ? "0b" + in_base(n, 2)
+                                                                                     : in_base(n, 10);
             r.error(r.at(v), subj + " must be octal, like 0o755 or \"0755\", not " + written);
             return std::nullopt;
         }

@@ -118,18 +118,39 @@ BaseImage load_from(const store::Store& source, const oci::Descriptor& top, cons
 oci::Descriptor select_platform(const store::Store& store, const oci::Descriptor& desc, const oci::Platform& platform,
                                 std::string_view what) {
     auto index = oci::ImageIndex::parse(read_verified(store, desc), "index " + desc.digest.str());
-    std::string available;
-    for (const auto& m : index.manifests) {
-        if (!m.platform) continue;
-        if (m.platform->os == "unknown") continue;  // BuildKit attestations
-        if (m.platform->matches(platform)) return m;
-        available += (available.empty() ? "" : ", ") + m.platform->to_string();
-    }
-    throw Error(ErrorCategory::not_found, std::string(what) + " has no image for " + platform.to_string() +
-                                              " (available: " + (available.empty() ? "none" : available) + ")");
+    return index.select(platform, what);
 }
 
-BaseImage load_base(const recipe::BaseSpec& spec, const oci::Platform& platform, const store::Store& store) {
+oci::Descriptor import_local_image(const std::filesystem::path& path, std::string_view tag, bool archive,
+                                   const store::Store& store) {
+    return core::with_context("reading " + path.string(), [&] {
+        if (archive) {
+            auto index = import_oci_archive(path, store);
+            return resolve_tag(index, tag, path.string());
+        }
+        auto source = store::Store::open(path, false);
+        auto top = resolve_tag(source.index(), tag, path.string());
+        auto copy_manifest = [&](const oci::Descriptor& d) {
+            (void)store.put(read_verified(source, d), d.media_type);
+            auto m = oci::ImageManifest::parse(store.read(d.digest), "manifest " + d.digest.str());
+            store.import_blob(source, m.config);
+            for (const auto& l : m.layers) store.import_blob(source, l);
+        };
+        if (oci::media_type::is_index(top.media_type)) {
+            (void)store.put(read_verified(source, top), top.media_type);
+            auto idx = oci::ImageIndex::parse(store.read(top.digest), "index " + top.digest.str());
+            for (const auto& m : idx.manifests)
+                if (source.has(m.digest)) copy_manifest(m);
+        } else {
+            copy_manifest(top);
+        }
+        top.annotations.clear();
+        return top;
+    });
+}
+
+BaseImage load_base(const recipe::BaseSpec& spec, const oci::Platform& platform, const store::Store& store,
+                    registry::RegistryClient* registry) {
     auto where = spec.pos.file + ":" + std::to_string(spec.pos.line) + ":" + std::to_string(spec.pos.column);
     return core::with_context(where + ": base " + spec.ref, [&]() -> BaseImage {
         switch (spec.kind) {
@@ -151,9 +172,15 @@ BaseImage load_base(const recipe::BaseSpec& spec, const oci::Platform& platform,
                 auto top = resolve_tag(index, spec.tag, spec.path.string());
                 return load_from(store, top, platform, store, spec.ref);
             }
-            case recipe::BaseSpec::Kind::registry: break;
+            case recipe::BaseSpec::Kind::registry: {
+                if (registry == nullptr) break;
+                auto ref = registry::Reference::parse(spec.tag);
+                if (!ref) throw Error(ErrorCategory::invalid_input, "bad reference: " + ref.error().message);
+                auto pulled = registry::pull(*registry, *ref, platform, store);
+                return load_from(store, pulled.manifest, platform, store, ref->to_string());
+            }
         }
-        throw Error(ErrorCategory::unsupported, "registry bases are not supported yet");
+        throw Error(ErrorCategory::unsupported, "registry bases need a registry client");
     });
 }
 

@@ -157,10 +157,6 @@ std::string expand_vars(std::string_view value, const std::vector<std::string>& 
 }
 
 void check_supported(const recipe::Recipe& recipe) {
-    if (recipe.base.kind == recipe::BaseSpec::Kind::registry)
-        throw Error(ErrorCategory::unsupported,
-                    position(recipe.base.pos) + ": pulling a base from a registry (\"" + recipe.base.ref +
-                        "\") is not supported yet; use \"scratch\", \"oci:DIR[:TAG]\" or \"oci-archive:FILE[:TAG]\"");
     for (std::size_t i = 0; i < recipe.steps.size(); ++i) {
         const auto& step = recipe.steps[i];
         if (!std::holds_alternative<recipe::CopyStep>(step.action))
@@ -178,7 +174,7 @@ BuiltImage build_image(const recipe::Recipe& recipe, const store::Store& store, 
     const auto total = std::to_string(recipe.steps.size());
 
     log("base: " + recipe.base.ref);
-    auto base = load_base(recipe.base, recipe.image.platform, store);
+    auto base = load_base(recipe.base, recipe.image.platform, store, options.registry);
 
     oci::ImageManifest manifest;
     manifest.layers = base.manifest.layers;

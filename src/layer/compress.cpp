@@ -200,13 +200,17 @@ public:
     void write(const void* data, std::size_t size) override {
         if (size == 0) return;  // an empty call would reset frame_done_
         ZSTD_inBuffer in{data, size, 0};
+        std::size_t consumed = 0;
         for (;;) {
             ZSTD_outBuffer out{out_.data(), out_.size(), 0};
             const std::size_t rc = ZSTD_decompressStream(dctx_.get(), &out, &in);
             if (ZSTD_isError(rc)) {
                 fail(core::ErrorCategory::invalid_input, std::string("corrupt zstd stream: ") + ZSTD_getErrorName(rc));
             }
-            frame_done_ = rc == 0;
+            // 0 = a frame ended and is flushed. A call that did nothing (no input left, the last
+            // frame already flushed) returns the size of the next frame's header instead.
+            if (in.pos != consumed || out.pos > 0) frame_done_ = rc == 0;
+            consumed = in.pos;
             if (out.pos > 0) next_.write(out_.data(), out.pos);
             // Done when all input is taken and the output buffer was not filled (nothing pending).
             if (in.pos == in.size && out.pos < out.size) break;

@@ -5,23 +5,26 @@
 namespace ocibuild::layer {
 namespace {
 
-/// Hashes and counts the uncompressed tar (the diff_id) on its way to the compressor.
+/// Hashes (unless told not to) and counts the uncompressed tar on its way to the compressor.
 class DiffIdTee final : public core::ByteSink {
 public:
-    explicit DiffIdTee(core::ByteSink& next) : next_(next) {}
+    DiffIdTee(core::ByteSink& next, bool hash) : next_(next), hash_(hash) {}
 
     void write(const void* data, std::size_t size) override {
-        hasher_.update(data, size);
+        if (hash_) hasher_.update(data, size);
+        bytes_ += size;
         next_.write(data, size);
     }
     void finish() override { next_.finish(); }
 
-    [[nodiscard]] std::uint64_t bytes() const noexcept { return hasher_.bytes(); }
+    [[nodiscard]] std::uint64_t bytes() const noexcept { return bytes_; }
     [[nodiscard]] core::Digest digest() { return hasher_.finish(); }
 
 private:
     core::ByteSink& next_;
+    bool hash_;
     core::Sha256 hasher_;
+    std::uint64_t bytes_ = 0;
 };
 
 }  // namespace
@@ -33,13 +36,15 @@ LayerBlob write_layer(const store::Store& store, std::vector<TarEntry> entries, 
     // BlobWriter's destructor removes its temporary file and nothing becomes visible.
     store::BlobWriter blob = store.ingest();
     const std::unique_ptr<core::ByteSink> compressor = make_compressor(compression, blob);
-    DiffIdTee tee(*compressor);
+    // An uncompressed blob is the tar itself: the store's digest is the diff_id, so hash once.
+    const bool plain = compression.kind == oci::Compression::none;
+    DiffIdTee tee(*compressor, !plain);
     write_tar(std::move(entries), epoch, tee);  // finishes tee → compressor → blob
 
     LayerBlob result;
     result.uncompressed_size = tee.bytes();
-    result.diff_id = tee.digest();
     result.descriptor = blob.commit(oci::media_type::oci_layer_type(compression.kind));
+    result.diff_id = plain ? result.descriptor.digest : tee.digest();
     return result;
 }
 

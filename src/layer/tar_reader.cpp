@@ -97,7 +97,7 @@ void stream_content(struct archive* a, const TarEntry& entry, std::string_view w
         la_int64_t offset = 0;
         const int rc = archive_read_data_block(a, &block, &size, &offset);
         if (rc == ARCHIVE_EOF) break;
-        if (rc < ARCHIVE_WARN) malformed(what, entry.path, detail::archive_message(a));
+        if (rc == ARCHIVE_RETRY || rc < ARCHIVE_WARN) malformed(what, entry.path, detail::archive_message(a));
         if (offset < position) malformed(what, entry.path, "data blocks out of order");
         fill_to(offset);
         sink.write(block, size);
@@ -124,8 +124,9 @@ void read_tar(int fd, std::string_view what,
         struct archive_entry* e = nullptr;
         const int rc = archive_read_next_header(a, &e);
         if (rc == ARCHIVE_EOF) break;
-        if (rc == ARCHIVE_RETRY) continue;
-        if (rc < ARCHIVE_WARN) {
+        // ARCHIVE_RETRY (a damaged header libarchive could skip) is an error too: skipping would
+        // silently drop entries from a layer.
+        if (rc == ARCHIVE_RETRY || rc < ARCHIVE_WARN) {
             malformed(what, {}, (previous.empty() ? std::string("first header") : "header after \"" + previous + "\"") +
                                     ": " + detail::archive_message(a));
         }

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -146,6 +147,29 @@ la_ssize_t write_callback(struct archive* /*a*/, void* client_data, const void* 
     }
 }
 
+/// Pins this thread's locale to "C" while it lives. libarchive converts names from the current
+/// locale's charset to UTF-8 for PAX records, so the bytes would otherwise depend on the caller's
+/// setlocale(). In "C", ASCII names need no PAX record and any other name is written as raw bytes
+/// with "hdrcharset=BINARY" (libarchive warns; we accept the warning). The "hdrcharset=BINARY"
+/// writer option would give the same bytes for such names but adds that record to every entry.
+class CLocaleScope {
+public:
+    CLocaleScope() : c_(::newlocale(LC_ALL_MASK, "C", locale_t{})) {
+        if (c_ == locale_t{}) core::throw_errno("cannot create the C locale");
+        previous_ = ::uselocale(c_);
+    }
+    ~CLocaleScope() {
+        ::uselocale(previous_);
+        ::freelocale(c_);
+    }
+    CLocaleScope(const CLocaleScope&) = delete;
+    CLocaleScope& operator=(const CLocaleScope&) = delete;
+
+private:
+    locale_t c_;
+    locale_t previous_{};
+};
+
 class TarWriter {
 public:
     TarWriter(core::ByteSink& out, std::int64_t epoch)
@@ -155,10 +179,6 @@ public:
         check(archive_write_set_format_pax_restricted(a), "setting the tar format");
         // Only SCHILY.xattr.* records (what Go and containerd read), not LIBARCHIVE.xattr.* too.
         check(archive_write_set_format_option(a, "pax", "xattrheader", "SCHILY"), "setting xattrheader");
-        // Names are written as raw bytes whatever the process locale; without this, libarchive
-        // converts them from the locale's charset, so the bytes would depend on setlocale().
-        // The price: every PAX header carries a "hdrcharset=BINARY" record.
-        check(archive_write_set_format_option(a, "pax", "hdrcharset", "BINARY"), "setting hdrcharset");
         check(archive_write_set_bytes_per_block(a, output_block_size), "setting the block size");
         check(archive_write_set_bytes_in_last_block(a, 1), "setting the last block size");
         check(archive_write_open2(a, &bridge_, nullptr, write_callback, nullptr, nullptr), "opening the tar stream");
@@ -227,7 +247,7 @@ private:
     /// ARCHIVE_WARN is tolerated (output is still well-formed); failures and sink errors throw.
     void check(int rc, const std::string& what) {
         if (bridge_.error) std::rethrow_exception(std::exchange(bridge_.error, nullptr));
-        if (rc < ARCHIVE_WARN) {
+        if (rc == ARCHIVE_RETRY || rc < ARCHIVE_WARN) {
             throw core::Error(core::ErrorCategory::internal, what + ": " + detail::archive_message(archive_.get()));
         }
     }
@@ -392,6 +412,7 @@ std::string trim_slashes(std::string_view s) {
 
 void write_tar(std::vector<TarEntry> entries, std::int64_t epoch, core::ByteSink& out) {
     normalise(entries);
+    const CLocaleScope locale;  // spans the archive's whole life: libarchive caches the charset
     TarWriter writer(out, epoch);
     for (const TarEntry& entry : entries) writer.add(entry);
     writer.close();
@@ -412,22 +433,22 @@ std::vector<TarEntry> scan_tree(const std::filesystem::path& dir, const std::str
     auto& found = scanner.found;
     std::sort(found.begin(), found.end(), [](const Scanned& a, const Scanned& b) { return a.entry.path < b.entry.path; });
     // Files sharing an inode: the first path in sort order carries the data, the rest link to it.
-    std::map<std::pair<dev_t, ino_t>, const std::string*> first_path;
+    std::map<std::pair<dev_t, ino_t>, std::string> first_path;
     std::vector<TarEntry> entries;
     entries.reserve(found.size());
     for (Scanned& s : found) {
         if (s.shared_inode) {
-            auto [it, inserted] = first_path.try_emplace({s.dev, s.ino}, &s.entry.path);
+            auto [it, inserted] = first_path.try_emplace({s.dev, s.ino}, s.entry.path);
             if (!inserted) {
                 TarEntry& e = s.entry;
                 e.type = EntryType::hardlink;
-                e.link_target = *it->second;
+                e.link_target = it->second;
                 e.source.clear();
                 e.size = 0;
                 e.xattrs.clear();
             }
         }
-        entries.push_back(s.entry);  // copy: first_path points into `found`
+        entries.push_back(std::move(s.entry));
     }
     return entries;
 }

@@ -93,4 +93,15 @@ nlohmann::json ImageIndex::to_json() const {
 
 std::string ImageIndex::serialize() const { return canonical_dump(to_json()); }
 
+const Descriptor& ImageIndex::select(const Platform& platform, std::string_view what) const {
+    std::string available;
+    for (const auto& m : manifests) {
+        if (!m.platform || m.platform->os == "unknown") continue;  // BuildKit attestations
+        if (m.platform->matches(platform)) return m;
+        available += (available.empty() ? "" : ", ") + m.platform->to_string();
+    }
+    throw Error(ErrorCategory::not_found, std::string(what) + " has no image for " + platform.to_string() +
+                                              " (available: " + (available.empty() ? "none" : available) + ")");
+}
+
 }  // namespace ocibuild::oci

@@ -15,10 +15,11 @@ def test_version(ocibuild):
 def test_help_for_every_verb(ocibuild):
     top = ocibuild("--help")
     assert "build" in top.stdout
-    for verb in ["build"]:
+    for verb in ["build", "pull", "push", "inspect", "login", "logout"]:
+        assert verb in top.stdout
         proc = ocibuild(verb, "--help")
         assert proc.returncode == 0
-        assert "--output" in proc.stdout
+        assert proc.stdout.startswith(f"{verb.capitalize()}") or "Usage" in proc.stdout or "OPTIONS" in proc.stdout
 
 
 def test_short_form_equals_build(ocibuild, tmp_path):
@@ -65,10 +66,15 @@ def test_unsupported_steps_fail_before_any_work(ocibuild, tmp_path):
     assert proc.returncode == 1
     assert proc.stderr == f"error: {recipe}:7:1: step 2: run steps are not supported yet\n"
     assert not (ocibuild.store / "blobs").exists()
-    recipe = write_recipe(tmp_path, '[base]\nref = "nvidia/cuda:12.4.1-base-ubuntu22.04"\n')
+
+def test_unreachable_registry_base_names_the_recipe_line(ocibuild, tmp_path):
+    # Port 9 on loopback (discard) has no registry: the failure points at the recipe's [base] line.
+    recipe = write_recipe(tmp_path, '[base]\nref = "127.0.0.1:9/nvidia/cuda:12.4.1-base-ubuntu22.04"\n')
     proc = ocibuild(recipe, check=False)
     assert proc.returncode == 1
-    assert "is not supported yet" in proc.stderr and f"{recipe}:2:" in proc.stderr
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith(f"error: {recipe}:2:7: base 127.0.0.1:9/nvidia/cuda:12.4.1-base-ubuntu22.04: ")
+    assert "cannot reach registry 127.0.0.1:9" in last
 
 
 def test_output_to_a_file_path_fails_cleanly(ocibuild, tmp_path):

@@ -7,6 +7,7 @@
 #include "ocibuild/oci/image_config.hpp"
 #include "ocibuild/oci/manifest.hpp"
 #include "ocibuild/recipe/recipe.hpp"
+#include "ocibuild/registry/client.hpp"
 #include "ocibuild/store/store.hpp"
 
 namespace ocibuild::build {
@@ -22,7 +23,13 @@ struct BaseImage {
 /// manifest for `platform`, with an error listing what is available. Throws core::Error with the
 /// recipe position as context.
 [[nodiscard]] BaseImage load_base(const recipe::BaseSpec& spec, const oci::Platform& platform,
-                                  const store::Store& store);
+                                  const store::Store& store, registry::RegistryClient* registry);
+
+/// Copies the image or index `top` of a local OCI layout (`path`, `tag`; archive when `archive`)
+/// into `store`, every blob verified; an index brings the manifests it names that the source has.
+/// Returns the top descriptor.
+[[nodiscard]] oci::Descriptor import_local_image(const std::filesystem::path& path, std::string_view tag, bool archive,
+                                                 const store::Store& store);
 
 /// From a descriptor in `store` that may be an index: the manifest for `platform`.
 [[nodiscard]] oci::Descriptor select_platform(const store::Store& store, const oci::Descriptor& desc,

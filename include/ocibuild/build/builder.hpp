@@ -10,6 +10,7 @@
 #include "ocibuild/oci/image_config.hpp"
 #include "ocibuild/oci/manifest.hpp"
 #include "ocibuild/recipe/recipe.hpp"
+#include "ocibuild/registry/client.hpp"
 #include "ocibuild/store/store.hpp"
 
 namespace ocibuild::build {
@@ -19,6 +20,8 @@ struct BuildOptions {
     /// file time in new layers. The CLI takes it from SOURCE_DATE_EPOCH, else 0; never the clock.
     std::int64_t epoch = 0;
     layer::CompressionOptions compression;
+    /// Pulls registry bases; without one a registry base is an error.
+    registry::RegistryClient* registry = nullptr;
     /// Progress lines ("[2/3] copy hello/ → /hello"); may be empty.
     std::function<void(std::string_view)> log;
 };

@@ -2,7 +2,9 @@
 // Compressors as ByteSinks: bytes in, compressed bytes out to the next sink. One fixed
 // implementation, level and framing per kind, so the same input always gives the same blob:
 //  - gzip: zlib deflate, header with MTIME 0, no name, OS 255 (as Go writes it);
-//  - zstd: libzstd with checksums off, level recorded; the output must not depend on thread count.
+//  - zstd: libzstd with checksum and content size off, always in multithreaded mode (≥ 1 worker):
+//    with libzstd 1.5.4, 1, 2 or 4 workers give the same bytes, 0 workers (single-threaded mode)
+//    different ones, so `threads` changes speed only.
 #include <memory>
 
 #include "ocibuild/core/sink.hpp"
@@ -17,10 +19,13 @@ struct CompressionOptions {
 };
 
 /// A sink that compresses into `next` (which must outlive it). finish() flushes and finishes next.
+/// A level out of range (gzip 1..9, zstd 1..max) → core::Error(invalid_input).
 [[nodiscard]] std::unique_ptr<core::ByteSink> make_compressor(const CompressionOptions& options,
                                                               core::ByteSink& next);
 
-/// A sink that decompresses gzip or zstd (detected from the magic bytes) or passes plain bytes.
+/// A sink that decompresses gzip (concatenated members too) or zstd (detected from the magic
+/// bytes) or passes plain bytes. Corrupt or truncated input → core::Error(invalid_input), the
+/// latter from finish().
 [[nodiscard]] std::unique_ptr<core::ByteSink> make_decompressor(core::ByteSink& next);
 
 }  // namespace ocibuild::layer

@@ -11,9 +11,12 @@ namespace ocibuild::layer {
 using ContentReader = std::function<void(core::ByteSink&)>;
 
 /// Reads the tar on `fd` entry by entry. `entry` has path (normalised: no leading "./" or "/",
-/// no trailing '/'), type, mode, ids, mtime, size, link_target, xattrs; content is not loaded:
-/// call `read_content` to stream it. Throws core::Error(invalid_input) naming `what` on a
-/// malformed archive.
+/// no trailing '/'; the archive root "./" itself comes with an empty path), type, mode, ids,
+/// mtime, size, link_target (hard-link targets normalised like paths, symlink targets verbatim),
+/// xattrs; content is not loaded: call `read_content` (at most once, during the callback) to
+/// stream it, holes of sparse entries as zeros; unread content is skipped. Throws
+/// core::Error(invalid_input) naming `what` and the entry on a malformed, damaged or truncated
+/// archive and on sockets or unknown entry types.
 void read_tar(int fd, std::string_view what,
               const std::function<void(const TarEntry& entry, const ContentReader& read_content)>& fn);
 

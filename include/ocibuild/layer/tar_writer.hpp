@@ -5,7 +5,10 @@
 //  - numeric uid/gid with empty user/group names,
 //  - "pax restricted" format: plain ustar unless a field needs a PAX record (long names and link
 //    targets, sizes over 8 GiB, big ids, xattrs as SCHILY.xattr.*),
-//  - hard links kept as links to the first path in sort order.
+//  - hard links kept as links to the first path in sort order,
+//  - names as raw bytes whatever the process locale (non-ASCII names get a PAX path record with
+//    hdrcharset=BINARY),
+//  - records of 512 bytes, ending with two zero records and no further padding (as Go writes).
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -35,13 +38,20 @@ struct TarEntry {
 };
 
 /// Writes `entries` as one deterministic tar stream into `out` (and calls out.finish()).
-/// Throws core::Error naming the entry when a source cannot be read or changed size under us,
-/// and invalid_input for duplicate or malformed paths.
+/// A hardlink entry's link_target must name another entry (not a directory); whichever member of
+/// a link group sorts first carries the data and the others become links to it, with its metadata.
+/// Regular files stream from `source` (never loaded whole) or come from `content`.
+/// Throws core::Error naming the entry when a source cannot be read, and invalid_input when it
+/// changed size under us, for duplicate or malformed paths ("", absolute, empty, "." or ".."
+/// components) and for dangling hard links. Errors thrown by `out` propagate unchanged.
 void write_tar(std::vector<TarEntry> entries, std::int64_t epoch, core::ByteSink& out);
 
 /// Entries for the tree under `dir`, paths prefixed with `prefix` (no leading '/'), contents
-/// referenced by source path (never loaded in memory). Hard links within the tree become
-/// hardlink entries (dev/inode), xattrs of the security.capability kind kept. Sockets are skipped.
+/// referenced by source path (never loaded in memory), sorted by path. Metadata comes from lstat
+/// (symlinks are not followed, except `dir` itself). With a non-empty prefix, `dir` itself is an
+/// entry with path == prefix; with an empty one it is not listed. Hard links within the tree
+/// become hardlink entries (dev/inode) to the first path in sort order; the security.capability
+/// xattr is kept, no other. Sockets are skipped. Throws core::Error naming the path on I/O errors.
 [[nodiscard]] std::vector<TarEntry> scan_tree(const std::filesystem::path& dir, const std::string& prefix);
 
 }  // namespace ocibuild::layer

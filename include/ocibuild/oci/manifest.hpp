@@ -34,6 +34,10 @@ struct ImageIndex {
     [[nodiscard]] static ImageIndex parse(std::string_view text, std::string_view what);
     [[nodiscard]] nlohmann::json to_json() const;
     [[nodiscard]] std::string serialize() const;
+
+    /// The first manifest for `platform` (attestation entries skipped). Throws core::Error(not_found)
+    /// "<what> has no image for linux/arm64 (available: linux/amd64, ...)".
+    [[nodiscard]] const Descriptor& select(const Platform& platform, std::string_view what) const;
 };
 
 }  // namespace ocibuild::oci

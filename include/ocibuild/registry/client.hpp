@@ -40,6 +40,8 @@ struct ClientOptions {
     /// Folders holding <host:port>/{*.crt,*.cert,*.key}, searched in order.
     std::vector<std::filesystem::path> cert_dirs{"/etc/containers/certs.d", "/etc/docker/certs.d"};
     std::optional<CredentialStore> credentials;
+    /// Credentials given on the command line (login, --creds): used before the credential files.
+    std::map<std::string, Credential> explicit_credentials;
     unsigned parallel_transfers = 4;
     unsigned max_attempts = 5;  // per request, for 429/5xx/transport errors
     std::chrono::milliseconds initial_backoff{200};
@@ -79,6 +81,9 @@ public:
     /// all started work ends.
     void parallel_for(std::size_t count, const std::function<void(std::size_t)>& fn) const;
 
+    /// GET /v2/ with the registry's authentication; throws core::Error(unauthorized) when refused.
+    void check_auth(const std::string& registry);
+
     [[nodiscard]] const ClientOptions& options() const { return options_; }
 
 private:
@@ -86,8 +91,11 @@ private:
     Host& host(const std::string& registry);
     /// Sends a request to `registry` with auth for `scopes`, handling 401 challenges (one retry,
     /// also on insufficient_scope), 429/5xx retries with backoff, and http fallback for loopback.
-    HttpResponse send(const std::string& registry, HttpRequest request, const std::vector<std::string>& scopes,
-                      bool retry_body = true);
+    /// `request.url` may be a path ("/v2/...") on the registry or an absolute URL (an upload
+    /// Location). With retry_transport false a dropped connection is thrown to the caller, which
+    /// knows how to resume (Range) or restart (uploads).
+    HttpResponse send(const std::string& registry, const std::string& repository, HttpRequest request,
+                      std::vector<std::string> scopes, bool retry_transport = true);
 
     ClientOptions options_;
     HttpClient http_;
@@ -107,6 +115,9 @@ struct PullResult {
 
 /// Pushes the image or index `top` from `store` to `dest` (blobs, then manifests, then the index,
 /// then the tag), skipping blobs the registry has.
-void push(RegistryClient& client, const store::Store& store, const oci::Descriptor& top, const Reference& dest);
+/// `mount_from`: a repository on dest's registry that may hold some blobs already (the base image's),
+/// tried with a cross-repo mount before uploading.
+void push(RegistryClient& client, const store::Store& store, const oci::Descriptor& top, const Reference& dest,
+          const std::string& mount_from = {});
 
 }  // namespace ocibuild::registry

@@ -24,7 +24,13 @@ struct Local {
 // "oci:DIR[:TAG]" / "oci-archive:FILE[:TAG]", parsed as outputs are.
 Local parse_local(const std::string& text) {
     Local l;
-    if (!text.starts_with("oci:") && !text.starts_with("oci-archive:")) return l;
+    if (!text.starts_with("oci:") && !text.starts_with("oci-archive:")) {
+        // "transport:/path" or "transport:./path" that is not ours: say so rather than look it up as a tag.
+        auto colon = text.find(':');
+        if (colon != std::string::npos && colon + 1 < text.size() && (text[colon + 1] == '/' || text[colon + 1] == '.'))
+            throw UsageError("unknown image location \"" + text + "\" (use oci:DIR[:TAG], oci-archive:FILE[:TAG] or a tag in the store)");
+        return l;
+    }
     auto spec = build::OutputSpec::parse(text);
     if (!spec) throw UsageError("bad image location \"" + text + "\": " + spec.error().message);
     l.is_local = true;

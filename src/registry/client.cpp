@@ -181,6 +181,13 @@ RegistryClient::Host& RegistryClient::host(const std::string& registry) {
             ping.url = "http://" + h.api_host + "/v2/";
             try {
                 auto resp = http_.perform(ping);
+                if (resp.status == 400) {
+                    // A TLS server answering a plain request (Go says 400): the HTTPS failure is the real one.
+                    h.ping_error = std::make_exception_ptr(Error(
+                        e.category(), e.message() + " (the registry speaks TLS: give its CA with --cert-dir DIR, "
+                                                    "as DIR/" + registry + "/ca.crt, or name it with --insecure-registry)"));
+                    return;
+                }
                 h.scheme = "http";
                 if (resp.status == 401) h.auth->on_challenge(resp);
             } catch (const Error&) {

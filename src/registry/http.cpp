@@ -276,6 +276,107 @@ bool has_header(const std::vector<std::pair<std::string, std::string>>& headers,
     return std::any_of(headers.begin(), headers.end(), [&](const auto& h) { return iequals(h.first, name); });
 }
 
+// One request of a possibly redirected exchange.
+struct Hop {
+    std::string method;
+    std::string url;
+    std::vector<std::pair<std::string, std::string>> headers;
+    bool with_body = true;
+};
+
+// Turns `hop` into the request a redirect asks for.
+void follow(Hop& hop, long status, std::string next) {
+    if (origin(next) != origin(hop.url))
+        std::erase_if(hop.headers, [](const auto& h) { return iequals(h.first, "authorization"); });
+    if (status == 303 && hop.method != "HEAD") {
+        hop.method = "GET";
+        hop.with_body = false;
+        std::erase_if(hop.headers, [](const auto& h) {
+            return iequals(h.first, "content-type") || iequals(h.first, "content-length") ||
+                   iequals(h.first, "content-range");
+        });
+    }
+    hop.url = std::move(next);
+}
+
+void set_transport_options(CURL* easy, const HttpRequest& request, const Hop& hop) {
+    setopt(easy, CURLOPT_URL, hop.url.c_str());
+    setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+    setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    setopt(easy, CURLOPT_USERAGENT, user_agent);
+    // Bigger buffers than curl's 16/64 KiB defaults: fewer callbacks for multi-GB layers.
+    // curl refuses a new size once a handle has a buffer; the pooled handle then keeps its own.
+    static_cast<void>(curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, transfer_buffer_size));
+    setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, transfer_buffer_size);
+    if (request.connect_timeout_seconds > 0) setopt(easy, CURLOPT_CONNECTTIMEOUT, request.connect_timeout_seconds);
+    if (request.timeout_seconds > 0) setopt(easy, CURLOPT_TIMEOUT, request.timeout_seconds);
+    // A stalled transfer (under 1 byte/s for a minute) fails instead of hanging forever.
+    setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    setopt(easy, CURLOPT_LOW_SPEED_TIME, 60L);
+}
+
+// Whether this hop carries a request body (possibly empty: PUT/POST/PATCH always send a length).
+bool sends_body(const HttpRequest& request, const Hop& hop) {
+    const bool body_method = hop.method == "POST" || hop.method == "PUT" || hop.method == "PATCH";
+    return hop.with_body && (body_method || request.body_reader || !request.body.empty());
+}
+
+void set_method_and_body(CURL* easy, const HttpRequest& request, const Hop& hop, Exchange& ex) {
+    const std::string& method = hop.method;
+    if (!sends_body(request, hop)) {
+        if (method == "HEAD") {
+            setopt(easy, CURLOPT_NOBODY, 1L);
+        } else {
+            setopt(easy, CURLOPT_HTTPGET, 1L);
+            if (method != "GET") setopt(easy, CURLOPT_CUSTOMREQUEST, method.c_str());
+        }
+        return;
+    }
+    curl_off_t size = 0;
+    if (request.body_reader) {
+        ex.reader = &request.body_reader;
+        size = static_cast<curl_off_t>(request.body_size);  // -1: chunked
+    } else {
+        ex.memory_body = request.body;
+        size = static_cast<curl_off_t>(request.body.size());
+    }
+    setopt(easy, CURLOPT_READFUNCTION, &on_read);
+    setopt(easy, CURLOPT_READDATA, &ex);
+    if (method == "POST") {
+        setopt(easy, CURLOPT_POST, 1L);
+        setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, size);
+    } else {
+        setopt(easy, CURLOPT_UPLOAD, 1L);
+        setopt(easy, CURLOPT_INFILESIZE_LARGE, size);
+        if (method != "PUT") setopt(easy, CURLOPT_CUSTOMREQUEST, method.c_str());
+    }
+}
+
+void add_headers(SList& list, const HttpRequest& request, const Hop& hop) {
+    for (const auto& [name, value] : hop.headers) {
+        // A value from a server (a token) must not smuggle in more header lines.
+        if ((name + value).find_first_of("\r\n") != std::string::npos)
+            throw core::Error(core::ErrorCategory::invalid_input,
+                              hop.method + " " + redact(hop.url) + ": header " + name + " holds a line break");
+        list.add(value.empty() ? name + ";" : name + ": " + value);
+    }
+    if (sends_body(request, hop)) {
+        list.add("Expect:");  // no 100-continue round trip
+        if (hop.method == "POST" && !has_header(hop.headers, "content-type"))
+            list.add("Content-Type:");  // not curl's default form type
+    }
+}
+
+[[noreturn]] void throw_transport_error(CURLcode rc, const char* errbuf, const Hop& hop) {
+    std::string why = errbuf[0] != '\0' ? std::string(trim(errbuf)) : curl_easy_strerror(rc);
+    // A URL curl cannot use will not get better by retrying.
+    auto category = rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL ? core::ErrorCategory::invalid_input
+                                                                                 : core::ErrorCategory::unavailable;
+    throw core::Error(category, hop.method + " " + redact(hop.url) + ": " + why);
+}
+
 }  // namespace
 
 // --- HttpClient ----------------------------------------------------------------------------------
@@ -359,6 +460,51 @@ struct HttpClient::Shared {
         bool reusable_ = true;
     };
 
+    // One request and its response, on a pooled handle.
+    HttpResponse exchange(const HttpRequest& request, const Hop& hop) {
+        Lease lease(*this);
+        CURL* easy = lease.get();
+        HttpResponse response;
+        response.url = hop.url;
+        Exchange ex;
+        ex.easy = easy;
+        ex.response = &response;
+        ex.sink = request.response_sink;
+
+        char errbuf[CURL_ERROR_SIZE] = {};
+        setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
+        setopt(easy, CURLOPT_SHARE, share);
+        set_transport_options(easy, request, hop);
+        set_tls_options(easy, request.tls);
+        set_method_and_body(easy, request, hop, ex);
+        SList headers;
+        add_headers(headers, request, hop);
+        setopt(easy, CURLOPT_HTTPHEADER, headers.list);
+        setopt(easy, CURLOPT_HEADERFUNCTION, &on_header);
+        setopt(easy, CURLOPT_HEADERDATA, &ex);
+        setopt(easy, CURLOPT_WRITEFUNCTION, &on_body);
+        setopt(easy, CURLOPT_WRITEDATA, &ex);
+
+        const CURLcode rc = curl_easy_perform(easy);
+        if (rc != CURLE_OK) lease.discard();
+        if (ex.error) std::rethrow_exception(ex.error);
+        if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && ex.capped)) throw_transport_error(rc, errbuf, hop);
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &response.status);
+        return response;
+    }
+
+    void set_tls_options(CURL* easy, const TlsConfig& tls) {
+        setopt(easy, CURLOPT_SSL_VERIFYPEER, tls.verify ? 1L : 0L);
+        setopt(easy, CURLOPT_SSL_VERIFYHOST, tls.verify ? 2L : 0L);
+        if (tls.verify && !tls.ca_file.empty()) {
+            std::string pem = ca_bundle(tls.ca_file);
+            curl_blob blob{pem.data(), pem.size(), CURL_BLOB_COPY};
+            setopt(easy, CURLOPT_CAINFO_BLOB, &blob);
+        }
+        if (!tls.client_cert.empty()) setopt(easy, CURLOPT_SSLCERT, tls.client_cert.c_str());
+        if (!tls.client_key.empty()) setopt(easy, CURLOPT_SSLKEY, tls.client_key.c_str());
+    }
+
     // The system CAs plus `extra`: CURLOPT_CAINFO alone would replace the system bundle.
     std::string ca_bundle(const std::string& extra) {
         std::error_code ec;
@@ -386,150 +532,19 @@ HttpClient::HttpClient() {
 
 HttpClient::~HttpClient() = default;
 
-namespace {
-
-struct Hop {
-    std::string method;
-    std::string url;
-    std::vector<std::pair<std::string, std::string>> headers;
-    bool with_body = true;
-};
-
-}  // namespace
-
 HttpResponse HttpClient::perform(const HttpRequest& request) const {
     Hop hop{request.method, request.url, request.headers, true};
-
     for (int redirects = 0;; ++redirects) {
-        Shared::Lease lease(*shared_);
-        CURL* easy = lease.get();
-        HttpResponse response;
-        response.url = hop.url;
-
-        Exchange ex;
-        ex.easy = easy;
-        ex.response = &response;
-        ex.sink = request.response_sink;
-
-        const std::string& method = hop.method;
-        const bool is_head = method == "HEAD";
-        const bool body_method = method == "POST" || method == "PUT" || method == "PATCH";
-        const bool streamed = static_cast<bool>(request.body_reader);
-        const bool send_body = hop.with_body && (body_method || streamed || !request.body.empty());
-
-        char errbuf[CURL_ERROR_SIZE] = {};
-        setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
-        setopt(easy, CURLOPT_SHARE, shared_->share);
-        setopt(easy, CURLOPT_URL, hop.url.c_str());
-        setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-        setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-        setopt(easy, CURLOPT_NOSIGNAL, 1L);
-        setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-        setopt(easy, CURLOPT_USERAGENT, user_agent);
-        // Bigger buffers than curl's 16/64 KiB defaults: fewer callbacks for multi-GB layers.
-        // curl refuses a new size once a handle has a buffer; the pooled handle then keeps its own.
-        static_cast<void>(curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, transfer_buffer_size));
-        setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, transfer_buffer_size);
-        if (request.connect_timeout_seconds > 0)
-            setopt(easy, CURLOPT_CONNECTTIMEOUT, request.connect_timeout_seconds);
-        if (request.timeout_seconds > 0) setopt(easy, CURLOPT_TIMEOUT, request.timeout_seconds);
-        // A stalled transfer (under 1 byte/s for a minute) fails instead of hanging forever.
-        setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        setopt(easy, CURLOPT_LOW_SPEED_TIME, 60L);
-
-        // TLS.
-        setopt(easy, CURLOPT_SSL_VERIFYPEER, request.tls.verify ? 1L : 0L);
-        setopt(easy, CURLOPT_SSL_VERIFYHOST, request.tls.verify ? 2L : 0L);
-        std::string ca_pem;
-        if (request.tls.verify && !request.tls.ca_file.empty()) {
-            ca_pem = shared_->ca_bundle(request.tls.ca_file);
-            curl_blob blob{ca_pem.data(), ca_pem.size(), CURL_BLOB_COPY};
-            setopt(easy, CURLOPT_CAINFO_BLOB, &blob);
-        }
-        if (!request.tls.client_cert.empty()) setopt(easy, CURLOPT_SSLCERT, request.tls.client_cert.c_str());
-        if (!request.tls.client_key.empty()) setopt(easy, CURLOPT_SSLKEY, request.tls.client_key.c_str());
-
-        // Method and body.
-        if (send_body) {
-            if (streamed) {
-                ex.reader = &request.body_reader;
-            } else {
-                ex.memory_body = request.body;
-            }
-            const curl_off_t size = streamed ? static_cast<curl_off_t>(request.body_size)
-                                             : static_cast<curl_off_t>(request.body.size());
-            setopt(easy, CURLOPT_READFUNCTION, &on_read);
-            setopt(easy, CURLOPT_READDATA, &ex);
-            if (method == "POST") {
-                setopt(easy, CURLOPT_POST, 1L);
-                setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, size);
-            } else {
-                setopt(easy, CURLOPT_UPLOAD, 1L);
-                setopt(easy, CURLOPT_INFILESIZE_LARGE, size);
-                if (method != "PUT") setopt(easy, CURLOPT_CUSTOMREQUEST, method.c_str());
-            }
-        } else if (is_head) {
-            setopt(easy, CURLOPT_NOBODY, 1L);
-        } else {
-            setopt(easy, CURLOPT_HTTPGET, 1L);
-            if (method != "GET") setopt(easy, CURLOPT_CUSTOMREQUEST, method.c_str());
-        }
-
-        SList headers;
-        for (const auto& [name, value] : hop.headers) {
-            // A value from a server (a token) must not smuggle in more header lines.
-            if ((name + value).find_first_of("\r\n") != std::string::npos)
-                throw core::Error(core::ErrorCategory::invalid_input,
-                                  method + " " + redact(hop.url) + ": header " + name + " holds a line break");
-            headers.add(value.empty() ? name + ";" : name + ": " + value);
-        }
-        if (send_body) {
-            headers.add("Expect:");  // no 100-continue round trip
-            if (method == "POST" && !has_header(hop.headers, "content-type"))
-                headers.add("Content-Type:");  // not curl's default form type
-        }
-        setopt(easy, CURLOPT_HTTPHEADER, headers.list);
-
-        setopt(easy, CURLOPT_HEADERFUNCTION, &on_header);
-        setopt(easy, CURLOPT_HEADERDATA, &ex);
-        setopt(easy, CURLOPT_WRITEFUNCTION, &on_body);
-        setopt(easy, CURLOPT_WRITEDATA, &ex);
-
-        const CURLcode rc = curl_easy_perform(easy);
-        if (rc != CURLE_OK) lease.discard();
-        if (ex.error) std::rethrow_exception(ex.error);
-        if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && ex.capped)) {
-            std::string why = errbuf[0] != '\0' ? std::string(trim(errbuf)) : curl_easy_strerror(rc);
-            // A URL curl cannot use will not get better by retrying.
-            auto category = rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL
-                                 ? core::ErrorCategory::invalid_input
-                                 : core::ErrorCategory::unavailable;
-            throw core::Error(category, method + " " + redact(hop.url) + ": " + why);
-        }
-        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &response.status);
-
+        HttpResponse response = shared_->exchange(request, hop);
         if (!request.follow_redirects || !is_redirect(response.status)) return response;
         auto location = response.header("location");
         if (!location) return response;
+        // A streamed body cannot be sent twice: the caller sees the redirect itself.
+        if (request.body_reader && hop.with_body && response.status != 303) return response;
         if (redirects >= max_redirects)
             throw core::Error(core::ErrorCategory::unavailable,
                               request.method + " " + redact(request.url) + ": more than 10 redirects");
-        // A streamed body cannot be sent twice: the caller sees the redirect itself.
-        if (streamed && send_body && response.status != 303) return response;
-
-        std::string next = resolve_url(hop.url, *location);
-        if (origin(next) != origin(hop.url)) {
-            std::erase_if(hop.headers, [](const auto& h) { return iequals(h.first, "authorization"); });
-        }
-        if (response.status == 303 && !is_head) {
-            hop.method = "GET";
-            hop.with_body = false;
-            std::erase_if(hop.headers, [](const auto& h) {
-                return iequals(h.first, "content-type") || iequals(h.first, "content-length") ||
-                       iequals(h.first, "content-range");
-            });
-        }
-        hop.url = std::move(next);
+        follow(hop, response.status, resolve_url(hop.url, *location));
     }
 }
 

@@ -63,7 +63,7 @@ inline std::vector<ReadBack> read_back(std::string_view tar) {
     return out;
 }
 
-inline TarEntry file(std::string path, std::string content, std::uint32_t mode = 0644) {
+inline TarEntry file_entry(std::string path, std::string content, std::uint32_t mode = 0644) {
     TarEntry e;
     e.path = std::move(path);
     e.type = EntryType::regular;
@@ -74,7 +74,7 @@ inline TarEntry file(std::string path, std::string content, std::uint32_t mode =
     return e;
 }
 
-inline TarEntry dir(std::string path, std::uint32_t mode = 0755) {
+inline TarEntry dir_entry(std::string path, std::uint32_t mode = 0755) {
     TarEntry e;
     e.path = std::move(path);
     e.type = EntryType::directory;
@@ -83,7 +83,7 @@ inline TarEntry dir(std::string path, std::uint32_t mode = 0755) {
     return e;
 }
 
-inline TarEntry link(std::string path, std::string target, EntryType type = EntryType::symlink) {
+inline TarEntry link_entry(std::string path, std::string target, EntryType type = EntryType::symlink) {
     TarEntry e;
     e.path = std::move(path);
     e.type = type;

@@ -1,0 +1,22 @@
+#pragma once
+// What changed, as layer entries ready for write_layer().
+#include <filesystem>
+#include <vector>
+
+#include "ocibuild/layer/tar_writer.hpp"
+
+namespace ocibuild::layer {
+
+/// An overlayfs upper directory as an OCI layer: whiteout devices (char 0/0, or the
+/// trusted./user.overlay.whiteout xattr) become `.wh.NAME` entries, opaque directories
+/// (trusted./user.overlay.opaque = "y") get a `.wh..wh..opq` entry, everything else is taken as
+/// scan_tree() would, with owners from user.rootlesscontainers when present. Overlay's own
+/// bookkeeping xattrs (trusted.overlay.*, user.overlay.*) never reach the layer.
+[[nodiscard]] std::vector<TarEntry> diff_overlay_upper(const std::filesystem::path& upper);
+
+/// The change from `before` to `after` (two full trees, for when overlay is unavailable): new and
+/// changed entries (type, mode, owner, size, mtime, link target, xattrs or content differ), and a
+/// whiteout for everything removed (one for a removed directory, not one per child).
+[[nodiscard]] std::vector<TarEntry> diff_trees(const std::filesystem::path& before, const std::filesystem::path& after);
+
+}  // namespace ocibuild::layer

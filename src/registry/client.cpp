@@ -114,7 +114,12 @@ struct RegistryClient::Host {
     std::string api_host;
     std::string scheme;  // decided on first contact
     TlsConfig tls;
-    std::unique_ptr<Authenticator> auth;
+    // Credentials may differ per repository (auth.json namespace keys such as quay.io/org/repo):
+    // one Authenticator per distinct credential, found per repository once.
+    std::mutex auth_mutex;
+    std::map<std::string, Authenticator*> auth_by_repository;
+    std::map<std::string, std::unique_ptr<Authenticator>> auth_by_credential;
+    std::optional<HttpResponse> challenge;  // the ping's 401, taught to every new Authenticator
     std::once_flag ping_once;
     std::exception_ptr ping_error;
 };
@@ -151,12 +156,6 @@ RegistryClient::Host& RegistryClient::host(const std::string& registry) {
             }
             break;
         }
-        std::optional<Credential> cred;
-        if (auto it = options_.explicit_credentials.find(registry); it != options_.explicit_credentials.end())
-            cred = it->second;
-        else if (options_.credentials)
-            cred = options_.credentials->lookup(registry, "");
-        h->auth = std::make_unique<Authenticator>(http_, h->tls, std::move(cred));
         slot = std::move(h);
     }
     Host& h = *slot;
@@ -172,7 +171,7 @@ RegistryClient::Host& RegistryClient::host(const std::string& registry) {
         try {
             auto resp = http_.perform(ping);
             h.scheme = "https";
-            if (resp.status == 401) h.auth->on_challenge(resp);
+            if (resp.status == 401) h.challenge = resp;
         } catch (const Error& e) {
             if (!may_plain) {
                 h.ping_error = std::current_exception();
@@ -189,7 +188,7 @@ RegistryClient::Host& RegistryClient::host(const std::string& registry) {
                     return;
                 }
                 h.scheme = "http";
-                if (resp.status == 401) h.auth->on_challenge(resp);
+                if (resp.status == 401) h.challenge = resp;
             } catch (const Error&) {
                 h.ping_error = std::make_exception_ptr(Error(e.category(), e.message()));
             }
@@ -207,10 +206,29 @@ RegistryClient::Host& RegistryClient::host(const std::string& registry) {
     return h;
 }
 
+Authenticator& RegistryClient::authenticator(Host& h, const std::string& repository) {
+    std::lock_guard lock(h.auth_mutex);
+    if (auto it = h.auth_by_repository.find(repository); it != h.auth_by_repository.end()) return *it->second;
+    std::optional<Credential> cred;
+    if (auto it = options_.explicit_credentials.find(h.registry); it != options_.explicit_credentials.end())
+        cred = it->second;
+    else if (options_.credentials)
+        cred = options_.credentials->lookup(h.registry, repository);
+    // Keyed by who we are, never printed.
+    std::string key = cred ? cred->username + '\n' + cred->password + '\n' + cred->identity_token : std::string("\x01anonymous");
+    auto& slot = h.auth_by_credential[key];
+    if (!slot) {
+        slot = std::make_unique<Authenticator>(http_, h.tls, std::move(cred));
+        if (h.challenge) slot->on_challenge(*h.challenge);
+    }
+    h.auth_by_repository[repository] = slot.get();
+    return *slot;
+}
+
 HttpResponse RegistryClient::send(const std::string& registry, const std::string& repository, HttpRequest request,
                                   std::vector<std::string> scopes, bool retry_transport) {
-    (void)repository;
     Host& h = host(registry);
+    Authenticator& auth = authenticator(h, repository);
     if (!request.url.starts_with("http://") && !request.url.starts_with("https://"))
         request.url = h.scheme + "://" + h.api_host + request.url;
     request.tls = h.tls;
@@ -219,7 +237,7 @@ HttpResponse RegistryClient::send(const std::string& registry, const std::string
     for (unsigned attempt = 0;; ++attempt) {
         std::erase_if(request.headers, [](const auto& kv) { return kv.first == "Authorization"; });
         if (same_host) {
-            if (auto value = h.auth->authorization(scopes)) request.headers.emplace_back("Authorization", *value);
+            if (auto value = auth.authorization(scopes)) request.headers.emplace_back("Authorization", *value);
         }
         HttpResponse resp;
         try {
@@ -233,8 +251,8 @@ HttpResponse RegistryClient::send(const std::string& registry, const std::string
         if (resp.status == 401 && same_host && !auth_retried) {
             // A challenge we had not seen, an expired token, or insufficient_scope: learn and retry once.
             auth_retried = true;
-            h.auth->on_challenge(resp);
-            h.auth->invalidate(scopes);
+            auth.on_challenge(resp);
+            auth.invalidate(scopes);
             for (const auto& c : Challenge::parse(resp.header("www-authenticate").value_or(""))) {
                 auto it = c.params.find("scope");
                 if (it != c.params.end() && std::find(scopes.begin(), scopes.end(), it->second) == scopes.end() &&
@@ -487,6 +505,8 @@ void RegistryClient::push_blob(const Reference& repo, const oci::Descriptor& blo
                     HttpRequest put;
                     put.method = "PUT";
                     put.url = add_query(location, "digest=" + url_escape(blob.digest.str()));
+                    put.stall_seconds = 0;  // the registry may verify and move gigabytes before answering
+                    put.timeout_seconds = 3600;
                     resp = send(repo.registry, repo.repository, std::move(put), {push_scope}, false);
                 }
                 if (resp.status != 201 && resp.status != 204 && resp.status != 200) throw_status(resp, "finishing upload");

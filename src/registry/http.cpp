@@ -313,8 +313,10 @@ void set_transport_options(CURL* easy, const HttpRequest& request, const Hop& ho
     if (request.connect_timeout_seconds > 0) setopt(easy, CURLOPT_CONNECTTIMEOUT, request.connect_timeout_seconds);
     if (request.timeout_seconds > 0) setopt(easy, CURLOPT_TIMEOUT, request.timeout_seconds);
     // A stalled transfer (under 1 byte/s for a minute) fails instead of hanging forever.
-    setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    setopt(easy, CURLOPT_LOW_SPEED_TIME, 60L);
+    if (request.stall_seconds > 0) {
+        setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        setopt(easy, CURLOPT_LOW_SPEED_TIME, request.stall_seconds);
+    }
 }
 
 // Whether this hop carries a request body (possibly empty: PUT/POST/PATCH always send a length).

@@ -89,6 +89,7 @@ public:
 private:
     struct Host;
     Host& host(const std::string& registry);
+    Authenticator& authenticator(Host& host, const std::string& repository);
     /// Sends a request to `registry` with auth for `scopes`, handling 401 challenges (one retry,
     /// also on insufficient_scope), 429/5xx retries with backoff, and http fallback for loopback.
     /// `request.url` may be a path ("/v2/...") on the registry or an absolute URL (an upload

@@ -38,6 +38,9 @@ struct HttpRequest {
     TlsConfig tls;
     long timeout_seconds = 0;      // whole request; 0 = none (large blobs)
     long connect_timeout_seconds = 30;
+    /// A transfer slower than 1 byte/s for this long is abandoned; 0 = never (a final PUT of a huge
+    /// blob may legitimately wait minutes while the registry moves it to its storage).
+    long stall_seconds = 60;
 };
 
 struct HttpResponse {

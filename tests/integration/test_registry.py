@@ -455,6 +455,22 @@ def test_credentials_lookup_order(ob, tls_image, tmp_path, no_ambient_credential
     assert printed_digest(proc) == tls_image.digest
 
 
+def test_namespace_credentials_win_over_the_registry_entry(ob, tls_image, tmp_path):
+    """auth.json keys may name a namespace (host/org): the most specific key applies."""
+    reg = tls_image.registry
+    namespace = tls_image.name.split("/")[0]
+    authfile = tmp_path / "auth.json"
+    write_authfile(authfile, {reg.host: f"{reg.user}:not-the-password", f"{reg.host}/{namespace}": reg.creds})
+    proc = ob("pull", tls_image.ref, "--cert-dir", reg.cert_dir, "--authfile", authfile)
+    assert_ok(proc)
+    assert_no_secret(proc, reg)
+    assert printed_digest(proc) == tls_image.digest
+    # And the other way round: the wrong password under the namespace fails even with a good host entry.
+    write_authfile(authfile, {reg.host: reg.creds, f"{reg.host}/{namespace}": f"{reg.user}:not-the-password"})
+    proc = ob("pull", tls_image.ref, "--cert-dir", reg.cert_dir, "--authfile", authfile)
+    assert_fails(proc)
+
+
 # ---------------------------------------------------------------------------------------------
 # Token auth
 # ---------------------------------------------------------------------------------------------

@@ -14,9 +14,12 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::array<std::string_view, 3> kinds = {"copy", "run", "conda"};
-constexpr std::array<std::string_view, 5> run_options = {"shell", "env", "workdir", "user", "network"};
-constexpr std::array<std::string_view, 6> run_keys = {"run", "shell", "env", "workdir", "user", "network"};
-constexpr std::array<std::string_view, 8> all_keys = {"copy", "run", "conda", "shell", "env", "workdir", "user", "network"};
+constexpr std::array<std::string_view, 9> run_options = {"shell", "env", "workdir", "user", "network",
+                                                         "cache", "bind", "timeout", "shm_size_mb"};
+constexpr std::array<std::string_view, 10> run_keys = {"run", "shell", "env", "workdir", "user", "network",
+                                                       "cache", "bind", "timeout", "shm_size_mb"};
+constexpr std::array<std::string_view, 12> all_keys = {"copy", "run", "conda", "shell", "env", "workdir", "user",
+                                                       "network", "cache", "bind", "timeout", "shm_size_mb"};
 
 // The highest id a uid or gid may be: (uid_t)-1 means "unchanged" to chown(2).
 constexpr std::uint64_t max_id = std::numeric_limits<std::uint32_t>::max() - 1;
@@ -134,7 +137,59 @@ CopyStep parse_copy(Reader& r, const toml::node& n, std::string_view step, const
     return c;
 }
 
-RunStep parse_run(Reader& r, const toml::table& t, std::string_view where) {
+std::optional<std::int64_t> positive_integer(Reader& r, const toml::node& v, std::string_view subj, std::int64_t max) {
+    const auto* i = v.as_integer();
+    if (i == nullptr) {
+        r.wrong_type(v, subj, "a positive integer");
+        return std::nullopt;
+    }
+    if (i->get() <= 0 || i->get() > max) {
+        r.error(r.at(v), std::string(subj) + " must be from 1 to " + std::to_string(max) + ", not " +
+                             std::to_string(i->get()));
+        return std::nullopt;
+    }
+    return i->get();
+}
+
+void parse_binds(Reader& r, const toml::node& n, std::string_view where, const fs::path& directory, RunStep& run) {
+    const auto* arr = n.as_array();
+    if (arr == nullptr) {
+        r.wrong_type(n, subject("bind", where), "an array of tables like { from = \"file\", to = \"/path\" }");
+        return;
+    }
+    for (std::size_t i = 0; i < arr->size(); ++i) {
+        const toml::node& e = *arr->get(i);
+        const auto* t = r.table(e, item_subject(i + 1, "bind", where), "a table like { from = \"file\", to = \"/path\" }");
+        if (t == nullptr) continue;
+        const std::string inner = std::string(where) + ".bind";
+        r.check_keys(*t, inner, {"from", "to"});
+        RunBind b;
+        if (const auto* v = t->get("from")) {
+            if (auto from = r.nonempty_string(*v, subject("from", inner))) {
+                fs::path rel = fs::path(*from).lexically_normal();
+                if (rel.is_absolute() || (!rel.empty() && *rel.begin() == "..")) {
+                    r.error(r.at(*v), subject("from", inner) + " must be a path inside the recipe directory, not " +
+                                          quote(*from));
+                } else {
+                    b.from = *from;
+                    b.source = resolve(directory, *from);
+                    if (!exists_here(b.source))
+                        r.error(r.at(*v), "missing file: " + quote(*from) + " (looked for " + b.source.string() + ")");
+                }
+            }
+        } else {
+            r.error(r.at(*t), inner + " needs \"from\"");
+        }
+        if (const auto* v = t->get("to")) {
+            if (auto to = r.absolute_path(*v, subject("to", inner))) b.to = *to;
+        } else {
+            r.error(r.at(*t), inner + " needs \"to\"");
+        }
+        run.binds.push_back(std::move(b));
+    }
+}
+
+RunStep parse_run(Reader& r, const toml::table& t, std::string_view where, const fs::path& directory) {
     RunStep run;
     run.shell = {"/bin/sh", "-c"};
     run.network = "host";
@@ -179,6 +234,26 @@ RunStep parse_run(Reader& r, const toml::table& t, std::string_view where) {
             else
                 r.error(r.at(*n), subject("network", where) + " must be \"host\" or \"none\", not " + quote(*net));
         }
+    }
+    if (const auto* c = t.get("cache")) {
+        if (auto items = r.string_items(*c, "cache", where, true)) {
+            for (auto& item : *items) {
+                if (item.value.empty() || item.value.front() != '/')
+                    r.error(item.pos, item_subject(run.caches.size() + 1, "cache", where) + " must be an absolute path, not " +
+                                          quote(item.value));
+                else
+                    run.caches.push_back(fs::path(item.value).lexically_normal().string());
+            }
+        }
+    }
+    if (const auto* b = t.get("bind")) parse_binds(r, *b, where, directory, run);
+    if (const auto* v = t.get("timeout")) {
+        if (auto secs = positive_integer(r, *v, subject("timeout", where), 7 * 24 * 3600))
+            run.timeout_seconds = static_cast<int>(*secs);
+    }
+    if (const auto* v = t.get("shm_size_mb")) {
+        if (auto mb = positive_integer(r, *v, subject("shm_size_mb", where), 1 << 20))
+            run.shm_bytes = static_cast<std::uint64_t>(*mb) << 20;
     }
     if (!list_form) {
         run.argv = run.shell;
@@ -255,7 +330,7 @@ void parse_step(Reader& r, const toml::table& t, std::size_t index, const fs::pa
     if (kind == "copy")
         step.action = parse_copy(r, *t.get("copy"), where, directory);
     else if (kind == "run")
-        step.action = parse_run(r, t, where);
+        step.action = parse_run(r, t, where, directory);
     else
         step.action = parse_conda(r, *t.get("conda"), where);
     out.push_back(std::move(step));

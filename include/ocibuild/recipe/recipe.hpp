@@ -56,6 +56,12 @@ struct CopyStep {
     std::optional<Owner> owner;         // "uid:gid" or "uid" (numeric)
 };
 
+struct RunBind {
+    std::string from;              // relative to the recipe's directory, as written
+    std::filesystem::path source;  // resolved absolute path (exists)
+    std::string to;                // absolute path in the sandbox
+};
+
 struct RunStep {
     std::vector<std::string> argv;  // list form as written; or {shell..., command} for the string form
     std::string command;            // the string form, empty for list form
@@ -64,6 +70,13 @@ struct RunStep {
     std::string workdir;
     std::string user;
     std::string network;  // "host" (default) or "none"
+    /// Build-time cache mounts (absolute paths in the sandbox), kept between builds and never in
+    /// the layer, like BuildKit's --mount=type=cache: e.g. /var/cache/apt, /root/.cache/pip.
+    std::vector<std::string> caches;
+    /// Read-only binds of files or folders from the recipe's directory; never in the layer.
+    std::vector<RunBind> binds;
+    int timeout_seconds = 0;  // 0 = no limit
+    std::uint64_t shm_bytes = 64ull << 20;
 };
 
 struct CondaStep {

@@ -9,9 +9,14 @@
 #   BENCH_RUNS      runs per row, the median is shown (default 3)
 #   BENCH_STORE     parent directory of the temporary store ocibuild writes into (default /dev/shm
 #                   when it exists, so that, like the peers writing into a pipe, no fsync to disk
-#                   is timed; one extra row shows the on-disk store)
+#                   is timed; one extra row shows the on-disk store); the compress section's tar
+#                   goes there too
+#   BENCH_TAR       an extra tar file (e.g. of a real root filesystem) for the compress section
+#   BENCH_SECTIONS  sections to run (default "layer_write compress")
 #
-# Installs nothing: a peer tool that is missing is skipped with a note. The generated tree is cached
+# Installs nothing: a peer tool that is missing is skipped with a note. The Go pgzip row (what
+# skopeo, buildah and umoci compress with) is built from bench/pgzip/ when Debian's golang-go and
+# golang-github-klauspost-pgzip-dev are installed. The generated tree is cached
 # in bench/.data/ (gitignored) and reused by later runs.
 #
 # Adding a benchmark: write a function `section_<name>` that calls `row` (see section_layer_write)
@@ -37,7 +42,8 @@ TIME_BIN=""
 if [[ -x /usr/bin/time ]] && /usr/bin/time -f '%e' true 2>/dev/null; then TIME_BIN=/usr/bin/time; fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ocibuild-bench.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+SHM_TAR="$STORE_PARENT/ocibuild-bench-layer.$$.tar"
+trap 'rm -rf "$WORK" "$SHM_TAR"' EXIT
 
 # ---- measuring ----
 
@@ -114,6 +120,13 @@ ratio() {
     fi
 }
 
+# size_ratio A B: SIZE[A] / SIZE[B]
+size_ratio() {
+    if [[ -n ${SIZE[$1]:-} && -n ${SIZE[$2]:-} ]]; then
+        printf '  %-58s %6s\n' "$1 / $2" "$(awk -v a="${SIZE[$1]}" -v b="${SIZE[$2]}" 'BEGIN { printf "%.3f", (b > 0) ? a / b : 0 }')"
+    fi
+}
+
 # ---- data ----
 
 ensure_tree() {
@@ -147,7 +160,9 @@ section_layer_write() {
 
     row "ocibuild tar only (none)" "$tar_bytes" "$clean; '$bench' '$TREE' --compression none --store '$store'"
     row "tar -cf - . | cat" "$gnu_bytes" "tar -C '$TREE' -cf - . | wc -c"
-    row "ocibuild gzip -6 (1 thread)" "$tar_bytes" "$clean; '$bench' '$TREE' --compression gzip --store '$store'"
+    row "ocibuild gzip (ISA-L 2, $NPROC threads)" "$tar_bytes" "$clean; '$bench' '$TREE' --compression gzip --store '$store'"
+    row "ocibuild gzip -6 (zlib, $NPROC threads)" "$tar_bytes" \
+        "$clean; '$bench' '$TREE' --compression gzip --level 6 --store '$store'"
     row "tar | gzip -6" "$gnu_bytes" "tar -C '$TREE' -cf - . | gzip -6 | wc -c"
     if have pigz; then
         row "tar | pigz -6 ($NPROC threads)" "$gnu_bytes" "tar -C '$TREE' -cf - . | pigz -6 | wc -c"
@@ -168,13 +183,85 @@ section_layer_write() {
 
     echo
     echo "  speed ratios (ocibuild / peer; > 1 means ocibuild is faster):"
-    ratio "ocibuild gzip -6 (1 thread)" "tar | gzip -6"
-    ratio "ocibuild gzip -6 (1 thread)" "tar | pigz -6 ($NPROC threads)"
+    ratio "ocibuild gzip (ISA-L 2, $NPROC threads)" "tar | pigz -6 ($NPROC threads)"
+    ratio "ocibuild gzip -6 (zlib, $NPROC threads)" "tar | pigz -6 ($NPROC threads)"
+    ratio "ocibuild gzip -6 (zlib, $NPROC threads)" "tar | gzip -6"
     ratio "ocibuild zstd -3 ($NPROC threads)" "tar | zstd -T0 -3"
     ratio "ocibuild tar only (none)" "tar -cf - . | cat"
 }
 
-SECTIONS=(layer_write)
+# The Go pgzip peer, built once into bench/.data/ (gitignored); PGZIP is empty when it cannot be.
+build_pgzip() {
+    PGZIP=""
+    local bin=$DATA/pgzip-bench src=/usr/share/gocode/src/github.com/klauspost/pgzip
+    if [[ -x $bin && $bin -nt $HERE/pgzip/main.go ]]; then PGZIP=$bin; return; fi
+    if ! have go || [[ ! -d $src ]]; then
+        note "Go pgzip row skipped (needs Debian's golang-go and golang-github-klauspost-pgzip-dev)"
+        return
+    fi
+    mkdir -p "$DATA"
+    if (cd "$HERE/pgzip" && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$WORK/gocache" \
+            go build -o "$bin" main.go); then
+        PGZIP=$bin
+    else
+        note "building bench/pgzip failed: row skipped"
+    fi
+}
+
+# compress_rows NAME FILE: compression alone of one tar file that sits in memory, ocibuild's
+# compressor (bench_compress) beside the peer tools reading the same file.
+compress_rows() {
+    local label=$1 file=$2 bench=$BUILD_DIR/bench/bench_compress in_bytes
+    if [[ ! -x $bench ]]; then
+        echo "error: $bench not found; build it first: ninja -C $BUILD_DIR bench/bench_compress" >&2
+        exit 1
+    fi
+    in_bytes=$(stat -c %s "$file")
+    cat "$file" >/dev/null
+    echo
+    echo "compress: $label ($(awk -v b="$in_bytes" 'BEGIN { printf "%.1f", b / 1e6 }') MB, $file)"
+    echo "  MB/s = input bytes / wall; every row reads the same file from memory"
+    row "gzip -6" "$in_bytes" "gzip -6 <'$file' | wc -c"
+    if have pigz; then
+        row "pigz -6 ($NPROC threads)" "$in_bytes" "pigz -6 <'$file' | wc -c"
+        row "pigz -1 ($NPROC threads)" "$in_bytes" "pigz -1 <'$file' | wc -c"
+    else
+        note "pigz not installed: rows skipped"
+    fi
+    [[ -n $PGZIP ]] && row "Go pgzip default ($NPROC threads)" "$in_bytes" "'$PGZIP' <'$file' | wc -c"
+    row "ocibuild gzip (ISA-L 2, 1 thread)" "$in_bytes" "'$bench' '$file' --threads 1"
+    row "ocibuild gzip (ISA-L 2, $NPROC threads)" "$in_bytes" "'$bench' '$file'"
+    row "ocibuild gzip -1 (ISA-L 1, $NPROC threads)" "$in_bytes" "'$bench' '$file' --level 1"
+    row "ocibuild gzip -6 (zlib, $NPROC threads)" "$in_bytes" "'$bench' '$file' --level 6"
+    if have zstd; then
+        row "zstd -T0 -3" "$in_bytes" "zstd -q -T0 -3 <'$file' | wc -c"
+    else
+        note "zstd not installed: row skipped"
+    fi
+    row "ocibuild zstd -3 ($NPROC threads)" "$in_bytes" "'$bench' '$file' --compression zstd"
+    header "  (median of $RUNS round-robin runs; ratio = out/in; RSS = peak of the largest process)"
+    run_rows
+    echo
+    echo "  speed ratios (ocibuild / peer; > 1 means ocibuild is faster):"
+    ratio "ocibuild gzip (ISA-L 2, $NPROC threads)" "pigz -6 ($NPROC threads)"
+    ratio "ocibuild gzip (ISA-L 2, $NPROC threads)" "Go pgzip default ($NPROC threads)"
+    ratio "ocibuild gzip -6 (zlib, $NPROC threads)" "pigz -6 ($NPROC threads)"
+    ratio "ocibuild zstd -3 ($NPROC threads)" "zstd -T0 -3"
+    echo "  size ratios (ocibuild out / peer out):"
+    size_ratio "ocibuild gzip (ISA-L 2, $NPROC threads)" "gzip -6"
+    size_ratio "ocibuild gzip (ISA-L 2, $NPROC threads)" "Go pgzip default ($NPROC threads)"
+    size_ratio "ocibuild gzip -6 (zlib, $NPROC threads)" "gzip -6"
+}
+
+section_compress() {
+    build_pgzip
+    tar -C "$TREE" -cf "$SHM_TAR" .
+    compress_rows "GNU tar of $(basename "$TREE")" "$SHM_TAR"
+    rm -f "$SHM_TAR"
+    if [[ -n ${BENCH_TAR:-} ]]; then compress_rows "BENCH_TAR" "$BENCH_TAR"; fi
+}
+
+read -r -a SECTIONS <<<"${BENCH_SECTIONS:-layer_write compress}"
 
 echo "ocibuild benchmarks: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(uname -m), $NPROC cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
 echo "  cpu: $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo); load: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
     std::vector<cli::Command> commands{cli::add_build_command(app)};
     for (auto& c : cli::add_image_commands(app)) commands.push_back(std::move(c));
     for (auto& c : cli::add_login_commands(app)) commands.push_back(std::move(c));
+    commands.push_back(cli::add_unpack_command(app));
 
     try {
         auto args = expand_short_form(argc, argv, app);

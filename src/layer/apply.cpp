@@ -1,1 +1,799 @@
-// being written
+// Applying a layer onto a directory: plain tar bytes from the blob (decompressed and hashed here,
+// so the diff_id comes for free), entries from libarchive, and every filesystem change made
+// through an fd of the entry's parent directory resolved inside the root (safe_path.hpp).
+//
+// Notes:
+//  - Decompression happens in libarchive's read callback (layer_stream.hpp), not in libarchive: it
+//    only ever sees plain tar, so a layer cannot pick one of libarchive's many filters, and we
+//    hash the bytes the diff_id is defined over.
+//  - Rejected ideas: lexical containment checks on full path strings (docker's old FollowSymlink-
+//    InScope is racy and was the source of several CVEs); chroot (needs privilege, and the
+//    extraction cache applies as an unprivileged user); libarchive's own archive_write_disk with
+//    ARCHIVE_EXTRACT_SECURE_* (refuses rather than resolves symlinks in the root, cannot apply
+//    whiteouts, and works on path strings).
+//  - Overlay whiteouts (ApplyMode::overlay): a 0/0 character device. Since Linux 5.8 mknod of a
+//    0/0 char device needs no CAP_MKNOD, so this works unprivileged too. Where it is refused anyway
+//    (seccomp, LSM) and `user_xattr_overlay` is set, the whiteout becomes what overlayfs calls an
+//    xattr whiteout (Linux 6.7+ for lower layers, the marker spelled as in 6.8+): an empty regular
+//    file with user.overlay.whiteout, its directory marked user.overlay.opaque="x" (unless it is
+//    already opaque, "y"). A `userxattr` mount reads the user.overlay.* names.
+#include "ocibuild/layer/apply.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <memory>
+#include <optional>
+#include <unordered_set>
+
+#include "archive_handle.hpp"
+#include "ocibuild/core/error.hpp"
+#include "ocibuild/core/fd.hpp"
+#include "layer_stream.hpp"
+#include "rootless_owner.hpp"
+#include "safe_path.hpp"
+
+namespace ocibuild::layer {
+namespace {
+
+using core::Error;
+using core::ErrorCategory;
+
+using detail::rootless_xattr;
+
+/// libarchive's view of a PlainSource. C++ exceptions must not cross libarchive's C frames: they
+/// are parked here and rethrown when libarchive reports the failure.
+struct ReadContext {
+    detail::PlainSource* source = nullptr;
+    std::exception_ptr error;
+};
+
+la_ssize_t archive_read_cb(struct archive* a, void* client, const void** buffer) {
+    auto* ctx = static_cast<ReadContext*>(client);
+    try {
+        const auto chunk = ctx->source->next();
+        *buffer = chunk.data();
+        return static_cast<la_ssize_t>(chunk.size());
+    } catch (...) {
+        ctx->error = std::current_exception();
+        archive_set_error(a, EIO, "reading the layer failed");
+        return -1;
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Entry paths
+
+struct EntryPath {
+    std::string path;    // cleaned, '/'-separated, "" for the root
+    std::string parent;  // all but the last component
+    std::string name;    // the last component
+    bool escapes = false;
+};
+
+/// Lexically cleans a tar path: leading '/' dropped (as tar, docker and containerd do), "." and
+/// empty components dropped, ".." removing the previous component. A ".." that would climb above
+/// the root makes the path escape (refused by the caller).
+EntryPath clean_path(std::string_view raw) {
+    EntryPath p;
+    std::vector<std::string_view> parts;
+    std::size_t start = 0;
+    while (start <= raw.size()) {
+        std::size_t slash = raw.find('/', start);
+        if (slash == std::string_view::npos) slash = raw.size();
+        const std::string_view c = raw.substr(start, slash - start);
+        if (c == "..") {
+            if (parts.empty()) {
+                p.escapes = true;
+                return p;
+            }
+            parts.pop_back();
+        } else if (!c.empty() && c != ".") {
+            parts.push_back(c);
+        }
+        start = slash + 1;
+    }
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+        if (i > 0) p.path += '/';
+        if (i + 1 == parts.size()) {
+            p.parent = p.path.empty() ? std::string() : p.path.substr(0, p.path.size() - 1);
+            p.name = std::string(parts[i]);
+        }
+        p.path += parts[i];
+    }
+    return p;
+}
+
+std::string join(const std::string& dir, std::string_view name) {
+    return dir.empty() ? std::string(name) : dir + "/" + std::string(name);
+}
+
+std::size_t depth_of(const std::string& path) {
+    return path.empty() ? 0 : static_cast<std::size_t>(std::count(path.begin(), path.end(), '/')) + 1;
+}
+
+constexpr std::string_view whiteout_prefix = ".wh.";
+constexpr std::string_view opaque_marker = ".wh..wh..opq";
+
+// ------------------------------------------------------------------------------------------------
+// The applier
+
+enum class Kind { regular, directory, symlink, hardlink, char_device, block_device, fifo, other };
+
+struct Entry {
+    struct archive_entry* ae = nullptr;
+    std::string raw;  // the name as the tar spells it, for messages
+    EntryPath path;
+    Kind kind = Kind::other;
+    mode_t mode = 0;
+    std::uint32_t uid = 0;
+    std::uint32_t gid = 0;
+    struct timespec times[2] {};  // atime, mtime
+};
+
+struct PendingDir {
+    mode_t mode = 0;
+    bool set_times = false;
+    struct timespec times[2] {};
+    bool from_layer = false;  // the layer's own entry (beats a rootless permission restore)
+};
+
+struct SkippedXattr {
+    std::size_t count = 0;
+    std::string example;
+    std::string reason;
+};
+
+class Applier final : public detail::WalkPolicy {
+public:
+    Applier(const std::filesystem::path& root, const ApplyOptions& options, std::string_view what)
+        : options_(options),
+          what_(what),
+          root_(root, options.use_openat2),
+          rootless_(options.ownership == Ownership::rootless_xattr),
+          overlay_(options.mode == ApplyMode::overlay),
+          euid_(::geteuid()) {}
+
+    ApplyStats run(int layer_fd) {
+        auto source = detail::open_plain_source(layer_fd, what_);
+        ReadContext ctx;
+        ctx.source = source.get();
+        detail::ReadArchive archive(archive_read_new());
+        struct archive* a = archive.get();
+        if (a == nullptr) throw Error(ErrorCategory::internal, "cannot allocate a tar reader");
+        if (archive_read_support_format_tar(a) != ARCHIVE_OK || archive_read_support_format_empty(a) != ARCHIVE_OK)
+            throw Error(ErrorCategory::internal, what_ + ": " + detail::archive_message(a));
+        if (archive_read_open(a, &ctx, nullptr, archive_read_cb, nullptr) != ARCHIVE_OK) archive_failed(a, ctx, {});
+
+        try {
+            std::string previous;
+            for (;;) {
+                struct archive_entry* ae = nullptr;
+                const int rc = archive_read_next_header(a, &ae);
+                if (rc == ARCHIVE_EOF) break;
+                // ARCHIVE_WARN is what libarchive says for names that are not UTF-8 in this locale:
+                // the bytes are kept, which is what we want. RETRY (a damaged header it could skip)
+                // is an error: skipping would silently drop entries.
+                if (rc == ARCHIVE_RETRY || rc < ARCHIVE_WARN) archive_failed(a, ctx, previous);
+                ++stats_.entries;
+                apply(a, ctx, ae);
+                previous = archive_entry_pathname(ae) != nullptr ? archive_entry_pathname(ae) : "";
+            }
+            stats_.diff_id = source->finish();
+            finish_dirs();
+        } catch (...) {
+            // Leave the tree usable (directory modes as the layer wants them so far), then report.
+            try {
+                finish_dirs();
+            } catch (...) {
+            }
+            throw;
+        }
+        report_warnings();
+        return std::move(stats_);
+    }
+
+    // WalkPolicy: directories made because an entry's parent was missing.
+    void created_dir(int parent_fd, const char* name, int fd, const std::string& path) override {
+        if (!rootless_ && ::fchownat(parent_fd, name, 0, 0, AT_SYMLINK_NOFOLLOW) != 0)
+            core::throw_errno(prefix() + "chown of parent directory \"" + path + "\"");
+        if (const int err = detail::chmod_fd(fd, 0755); err != 0)
+            core::throw_errno(err, prefix() + "chmod of parent directory \"" + path + "\"");
+        touched_.insert(path);
+    }
+
+    // WalkPolicy: rootless trees may hold directories without owner permissions (0555 /usr, ...).
+    bool unblock(int fd, const std::string& path) override {
+        if (!rootless_) return false;
+        struct stat st {};
+        if (::fstat(fd, &st) != 0 || st.st_uid != euid_ || (st.st_mode & 0700) == 0700) return false;
+        if (detail::chmod_fd(fd, (st.st_mode & 07777) | 0700) != 0) return false;
+        remember_restore(path, st.st_mode & 07777);
+        return true;
+    }
+
+private:
+    // ---- messages
+
+    std::string prefix() const { return what_ + ": entry \"" + current_ + "\": "; }
+
+    [[noreturn]] void refuse(const std::string& reason) const {
+        throw Error(ErrorCategory::invalid_input, prefix() + reason);
+    }
+
+    [[noreturn]] void failed(int err, const std::string& action) const { core::throw_errno(err, prefix() + action); }
+
+    [[noreturn]] void archive_failed(struct archive* a, const ReadContext& ctx, const std::string& previous) const {
+        if (ctx.error) std::rethrow_exception(ctx.error);
+        std::string where = previous.empty() ? "first header" : "header after \"" + previous + "\"";
+        throw Error(ErrorCategory::invalid_input, what_ + ": " + where + ": " + detail::archive_message(a));
+    }
+
+    // ---- one entry
+
+    void apply(struct archive* a, ReadContext& ctx, struct archive_entry* ae) {
+        Entry e;
+        e.ae = ae;
+        const char* raw = archive_entry_pathname(ae);
+        e.raw = raw != nullptr ? raw : "";
+        current_ = e.raw;
+        if (raw == nullptr || *raw == '\0') refuse("entry without a name");
+        e.path = clean_path(e.raw);
+        if (e.path.escapes) refuse("path escapes the root");
+        e.kind = kind_of(ae);
+        e.mode = static_cast<mode_t>(archive_entry_perm(ae)) & 07777;
+        e.uid = static_cast<std::uint32_t>(archive_entry_uid(ae));
+        e.gid = static_cast<std::uint32_t>(archive_entry_gid(ae));
+        e.times[1] = {static_cast<time_t>(archive_entry_mtime(ae)), archive_entry_mtime_nsec(ae)};
+        e.times[0] = archive_entry_atime_is_set(ae) != 0
+                         ? timespec{static_cast<time_t>(archive_entry_atime(ae)), archive_entry_atime_nsec(ae)}
+                         : e.times[1];
+        if (e.times[0].tv_nsec < 0 || e.times[0].tv_nsec >= 1'000'000'000) e.times[0].tv_nsec = 0;
+        if (e.times[1].tv_nsec < 0 || e.times[1].tv_nsec >= 1'000'000'000) e.times[1].tv_nsec = 0;
+
+        if (e.path.path.empty()) {
+            if (e.kind != Kind::directory) refuse("a non-directory entry cannot replace the root");
+            root_entry(e);
+            return;
+        }
+        if (std::string_view(e.path.name).starts_with(whiteout_prefix)) {
+            whiteout(e);
+            return;
+        }
+        if (!overlay_) touch(e.path.path);
+        const int parent = parent_dir(e.path.parent, true);
+        switch (e.kind) {
+            case Kind::directory: make_dir(parent, e); break;
+            case Kind::regular: write_file(a, ctx, parent, e); break;
+            case Kind::symlink: make_symlink(parent, e); break;
+            case Kind::hardlink: make_hardlink(parent, e); break;
+            case Kind::char_device:
+            case Kind::block_device: make_device(parent, e); break;
+            case Kind::fifo: make_fifo(parent, e); break;
+            case Kind::other: refuse("unsupported entry type (socket or unknown)");
+        }
+    }
+
+    static Kind kind_of(struct archive_entry* ae) {
+        if (archive_entry_hardlink(ae) != nullptr) return Kind::hardlink;
+        switch (archive_entry_filetype(ae)) {
+            case AE_IFREG: return Kind::regular;
+            case AE_IFDIR: return Kind::directory;
+            case AE_IFLNK: return Kind::symlink;
+            case AE_IFCHR: return Kind::char_device;
+            case AE_IFBLK: return Kind::block_device;
+            case AE_IFIFO: return Kind::fifo;
+            default: return Kind::other;
+        }
+    }
+
+    /// The entry and its ancestors came from this layer: opaque markers and whiteouts keep them.
+    void touch(const std::string& path) {
+        std::string p = path;
+        while (!p.empty() && touched_.insert(p).second) {
+            const auto slash = p.rfind('/');
+            p = slash == std::string::npos ? std::string() : p.substr(0, slash);
+        }
+    }
+
+    /// An fd of the directory `path` (an entry's parent), resolved inside the root; -1 when it
+    /// does not exist and `create` is false. The last one is cached: sorted tars put siblings
+    /// together. Anything that removes from the tree invalidates the cache.
+    int parent_dir(const std::string& path, bool create) {
+        if (cache_valid_ && cached_path_ == path) return cached_fd_.get();
+        auto r = root_.resolve_dir(path, create, this);
+        if (r.status != detail::ResolveStatus::ok) {
+            if (!create && (r.status == detail::ResolveStatus::missing || r.status == detail::ResolveStatus::not_directory))
+                return -1;
+            refuse("parent directory \"" + path + "\" " + detail::describe(r));
+        }
+        if (rootless_) ensure_writable(r.fd.get(), path);
+        cached_fd_ = std::move(r.fd);
+        cached_path_ = path;
+        cache_valid_ = true;
+        return cached_fd_.get();
+    }
+
+    void ensure_writable(int fd, const std::string& path) {
+        struct stat st {};
+        if (::fstat(fd, &st) != 0) failed(errno, "stat of \"" + path + "\"");
+        if ((st.st_mode & 0700) != 0700 && st.st_uid == euid_) (void)unblock(fd, path);
+    }
+
+    void remember_restore(const std::string& path, mode_t mode) {
+        auto [it, inserted] = pending_dirs_.try_emplace(path);
+        if (inserted) it->second.mode = mode;  // a layer entry, or an earlier restore, wins
+    }
+
+    /// Removes whatever is at `name` (recursively), never following symlinks.
+    void remove_existing(int parent, const std::string& name) {
+        cache_valid_ = false;
+        const int err = detail::remove_all(parent, name.c_str(), rootless_);
+        if (err != 0 && err != ENOENT) failed(err, "removing the existing \"" + name + "\"");
+    }
+
+    // ---- whiteouts
+
+    void whiteout(const Entry& e) {
+        const std::string_view target = std::string_view(e.path.name).substr(whiteout_prefix.size());
+        const bool opaque = e.path.name == opaque_marker;
+        if (!opaque) {
+            if (target.empty()) refuse("bare whiteout \".wh.\" names nothing");
+            if (target == "." || target == "..") refuse("whiteout names \"" + std::string(target) + "\"");
+        }
+        if (overlay_) {
+            overlay_whiteout(e, opaque, std::string(target));
+            return;
+        }
+        const int parent = parent_dir(e.path.parent, false);
+        if (parent < 0) return;  // nothing below to hide
+        if (opaque) {
+            clear_lower(parent, e.path.parent);
+            return;
+        }
+        const std::string path = join(e.path.parent, target);
+        if (!touched_.contains(path)) {
+            remove_existing(parent, std::string(target));
+            return;
+        }
+        // This layer wrote `path` itself: only what lower layers left inside it goes.
+        core::UniqueFd fd(::openat(parent, std::string(target).c_str(), O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC));
+        if (fd) clear_lower(fd.get(), path);
+    }
+
+    /// Removes the children of the directory `dir_fd` (at `path`) that this layer did not write,
+    /// and recursively the same inside the directories it did write.
+    void clear_lower(int dir_fd, const std::string& path) {
+        std::vector<std::string> names;
+        int err = detail::list_dir(dir_fd, names);
+        if (err == EACCES && unblock(dir_fd, path)) err = detail::list_dir(dir_fd, names);
+        if (err != 0) failed(err, "reading directory \"" + path + "\"");
+        for (const auto& n : names) {
+            const std::string child = join(path, n);
+            if (!touched_.contains(child)) {
+                remove_existing(dir_fd, n);
+                continue;
+            }
+            core::UniqueFd sub(::openat(dir_fd, n.c_str(), O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC));
+            if (sub) clear_lower(sub.get(), child);
+        }
+    }
+
+    void overlay_whiteout(const Entry& e, bool opaque, const std::string& target) {
+        const int parent = parent_dir(e.path.parent, true);
+        if (opaque) {
+            set_overlay_opaque(parent, e.path.parent, "y");
+            return;
+        }
+        remove_existing(parent, target);
+        if (::mknodat(parent, target.c_str(), S_IFCHR | 0, makedev(0, 0)) == 0) {
+            if (!rootless_ && ::fchownat(parent, target.c_str(), 0, 0, AT_SYMLINK_NOFOLLOW) != 0)
+                failed(errno, "chown of the whiteout");
+            return;
+        }
+        const int err = errno;
+        if (err != EPERM || !options_.user_xattr_overlay) failed(err, "creating an overlay whiteout");
+        // An xattr whiteout: an empty file marked user.overlay.whiteout, in a directory marked
+        // user.overlay.opaque="x" so that overlayfs looks for them.
+        core::UniqueFd fd(::openat(parent, target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+        if (!fd) failed(errno, "creating an xattr whiteout");
+        if (::fsetxattr(fd.get(), "user.overlay.whiteout", "", 0, 0) != 0) {
+            const int e2 = errno;
+            fd.reset();
+            (void)::unlinkat(parent, target.c_str(), 0);
+            failed(e2, "marking the xattr whiteout");
+        }
+        set_overlay_opaque(parent, e.path.parent, "x");
+    }
+
+    void set_overlay_opaque(int dir_opath, const std::string& path, const char* value) {
+        const std::string name = options_.user_xattr_overlay ? "user.overlay.opaque" : "trusted.overlay.opaque";
+        core::UniqueFd dir = detail::reopen_dir(dir_opath);
+        if (!dir) failed(errno, "opening directory \"" + path + "\"");
+        if (std::strcmp(value, "x") == 0) {
+            char current[4] = {};
+            if (::fgetxattr(dir.get(), name.c_str(), current, sizeof current) == 1 && current[0] == 'y') return;
+        }
+        if (::fsetxattr(dir.get(), name.c_str(), value, 1, 0) != 0)
+            failed(errno, "setting " + name + " on \"" + path + "\"");
+    }
+
+    // ---- creating entries
+
+    void root_entry(const Entry& e) {
+        core::UniqueFd dir = detail::reopen_dir(root_.fd());
+        if (!dir) failed(errno, "opening the root");
+        if (!rootless_ && ::fchown(dir.get(), e.uid, e.gid) != 0) failed(errno, "chown");
+        apply_xattrs(dir.get(), false, e, true);
+        if (rootless_) set_owner_xattr(dir.get(), false, e, true);
+        pend_dir("", e);
+    }
+
+    void pend_dir(const std::string& path, const Entry& e) {
+        PendingDir& p = pending_dirs_[path];
+        p.mode = e.mode;
+        p.set_times = true;
+        p.times[0] = e.times[0];
+        p.times[1] = e.times[1];
+        p.from_layer = true;
+    }
+
+    void make_dir(int parent, const Entry& e) {
+        const char* name = e.path.name.c_str();
+        bool existed = false;
+        if (::mkdirat(parent, name, 0700) != 0) {
+            if (errno != EEXIST) failed(errno, "mkdir");
+            struct stat st {};
+            if (::fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+                existed = true;  // dir over dir: keep it and its content, replace its attributes
+                if (rootless_ && (st.st_mode & 0700) != 0700) {
+                    if (::fchmodat(parent, name, (st.st_mode & 07777) | 0700, 0) != 0) failed(errno, "chmod");
+                }
+            } else {
+                remove_existing(parent, e.path.name);
+                if (::mkdirat(parent, name, 0700) != 0) failed(errno, "mkdir");
+            }
+        }
+        core::UniqueFd dir(::openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!dir) failed(errno, "opening the new directory");
+        if (!rootless_ && ::fchown(dir.get(), e.uid, e.gid) != 0) failed(errno, "chown");
+        if (existed) clear_stale_xattrs(dir.get(), e);
+        apply_xattrs(dir.get(), false, e, true);
+        if (rootless_) set_owner_xattr(dir.get(), false, e, existed);
+        pend_dir(e.path.path, e);
+    }
+
+    void write_file(struct archive* a, ReadContext& ctx, int parent, const Entry& e) {
+        const char* name = e.path.name.c_str();
+        constexpr int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+        core::UniqueFd fd(::openat(parent, name, flags, 0600));
+        if (!fd && errno == EEXIST) {
+            remove_existing(parent, e.path.name);
+            fd = core::UniqueFd(::openat(parent, name, flags, 0600));
+        }
+        if (!fd) failed(errno, "creating the file");
+        // From here on, a failure removes the file: the tree never holds a partial one.
+        struct Partial {
+            int parent;
+            const char* name;
+            core::UniqueFd* fd;
+            bool armed = true;
+            ~Partial() {
+                if (!armed) return;
+                fd->reset();
+                (void)::unlinkat(parent, name, 0);
+            }
+        } partial{parent, name, &fd};
+
+        const std::int64_t size = archive_entry_size(e.ae);
+        std::int64_t end = 0;
+        for (;;) {
+            const void* block = nullptr;
+            size_t n = 0;
+            la_int64_t offset = 0;
+            const int rc = archive_read_data_block(a, &block, &n, &offset);
+            if (rc == ARCHIVE_EOF) break;
+            if (rc == ARCHIVE_RETRY || rc < ARCHIVE_WARN) {
+                if (ctx.error) std::rethrow_exception(ctx.error);
+                refuse("reading its data: " + detail::archive_message(a));
+            }
+            if (offset < 0 || (size >= 0 && offset + static_cast<std::int64_t>(n) > size))
+                refuse("data block outside the file's size");
+            write_at(fd.get(), static_cast<const char*>(block), n, offset);  // sparse holes stay holes
+            end = std::max(end, offset + static_cast<std::int64_t>(n));
+        }
+        if (size > end && ::ftruncate(fd.get(), size) != 0) failed(errno, "extending the file");
+        if (!rootless_ && ::fchown(fd.get(), e.uid, e.gid) != 0) failed(errno, "chown");
+        apply_xattrs(fd.get(), false, e, false);  // after chown: chown drops security.capability
+        if (rootless_) set_owner_xattr(fd.get(), false, e, false);
+        if (::fchmod(fd.get(), e.mode) != 0) failed(errno, "chmod");  // after chown: setuid survives
+        if (::futimens(fd.get(), e.times) != 0) failed(errno, "setting times");
+        if (::close(fd.release()) != 0) failed(errno, "closing the file");
+        partial.armed = false;
+        stats_.bytes += static_cast<std::uint64_t>(std::max<std::int64_t>(size, 0));
+    }
+
+    void write_at(int fd, const char* data, std::size_t n, std::int64_t offset) {
+        while (n > 0) {
+            const ssize_t w = ::pwrite(fd, data, n, static_cast<off_t>(offset));
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) failed(errno, "writing");
+            data += w;
+            n -= static_cast<std::size_t>(w);
+            offset += w;
+        }
+    }
+
+    void make_symlink(int parent, const Entry& e) {
+        const char* target = archive_entry_symlink(e.ae);
+        if (target == nullptr || *target == '\0') refuse("symlink without a target");
+        const char* name = e.path.name.c_str();
+        if (::symlinkat(target, parent, name) != 0) {
+            if (errno != EEXIST) failed(errno, "creating the symlink");
+            remove_existing(parent, e.path.name);
+            if (::symlinkat(target, parent, name) != 0) failed(errno, "creating the symlink");
+        }
+        if (!rootless_ && ::fchownat(parent, name, e.uid, e.gid, AT_SYMLINK_NOFOLLOW) != 0) failed(errno, "chown");
+        note_symlink_xattrs(e);
+        if (::utimensat(parent, name, e.times, AT_SYMLINK_NOFOLLOW) != 0) failed(errno, "setting times");
+    }
+
+    void make_hardlink(int parent, const Entry& e) {
+        const char* raw_target = archive_entry_hardlink(e.ae);
+        const EntryPath t = clean_path(raw_target != nullptr ? raw_target : "");
+        if (t.escapes) refuse("hard link target escapes the root");
+        if (t.path.empty()) refuse("hard link to the root directory");
+        // Resolved like any path inside the root; the target may come from a lower layer. Its last
+        // component is not followed: a hard link to a symlink links the symlink.
+        auto target_dir = root_.resolve_dir(t.parent, false, this);
+        if (target_dir.status != detail::ResolveStatus::ok)
+            refuse("hard link target \"" + t.path + "\" does not exist");
+        const int tdir = target_dir.fd.get();
+        const char* tname = t.name.c_str();
+        struct stat target_st {};
+        if (::fstatat(tdir, tname, &target_st, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno == ENOENT || errno == ENOTDIR) refuse("hard link target \"" + t.path + "\" does not exist");
+            failed(errno, "stat of the hard link target");
+        }
+        if (S_ISDIR(target_st.st_mode)) refuse("hard link target \"" + t.path + "\" is a directory");
+        const char* name = e.path.name.c_str();
+        struct stat existing {};
+        if (::fstatat(parent, name, &existing, AT_SYMLINK_NOFOLLOW) == 0 && existing.st_dev == target_st.st_dev &&
+            existing.st_ino == target_st.st_ino)
+            return;  // already that file
+        if (::linkat(tdir, tname, parent, name, 0) != 0) {
+            if (errno != EEXIST) failed(errno, "linking to \"" + t.path + "\"");
+            remove_existing(parent, e.path.name);
+            if (::linkat(tdir, tname, parent, name, 0) != 0) failed(errno, "linking to \"" + t.path + "\"");
+        }
+    }
+
+    void make_device(int parent, const Entry& e) {
+        const char* name = e.path.name.c_str();
+        const mode_t type = e.kind == Kind::char_device ? S_IFCHR : S_IFBLK;
+        const dev_t dev = makedev(archive_entry_rdevmajor(e.ae), archive_entry_rdevminor(e.ae));
+        if (!options_.create_devices) {
+            remove_existing(parent, e.path.name);
+            stats_.skipped_devices.push_back(e.path.path);
+            return;
+        }
+        int rc = ::mknodat(parent, name, type | 0600, dev);
+        if (rc != 0 && errno == EEXIST) {
+            remove_existing(parent, e.path.name);
+            rc = ::mknodat(parent, name, type | 0600, dev);
+        }
+        if (rc != 0 && errno == EPERM) {  // no CAP_MKNOD after all
+            stats_.skipped_devices.push_back(e.path.path);
+            return;
+        }
+        if (rc != 0) failed(errno, "mknod");
+        node_metadata(parent, e);
+    }
+
+    void make_fifo(int parent, const Entry& e) {
+        const char* name = e.path.name.c_str();
+        int rc = ::mkfifoat(parent, name, 0600);
+        if (rc != 0 && errno == EEXIST) {
+            remove_existing(parent, e.path.name);
+            rc = ::mkfifoat(parent, name, 0600);
+        }
+        if (rc != 0) failed(errno, "mkfifo");
+        node_metadata(parent, e);
+    }
+
+    /// Owner, xattrs, mode and times of a device node or FIFO we just made (never opened for I/O:
+    /// an O_PATH fd, xattrs through /proc/self/fd).
+    void node_metadata(int parent, const Entry& e) {
+        const char* name = e.path.name.c_str();
+        if (!rootless_ && ::fchownat(parent, name, e.uid, e.gid, AT_SYMLINK_NOFOLLOW) != 0) failed(errno, "chown");
+        core::UniqueFd fd(::openat(parent, name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+        if (!fd) failed(errno, "opening the new node");
+        apply_xattrs(fd.get(), true, e, false);
+        if (const int err = detail::chmod_fd(fd.get(), e.mode); err != 0) failed(err, "chmod");
+        if (::utimensat(parent, name, e.times, AT_SYMLINK_NOFOLLOW) != 0) failed(errno, "setting times");
+    }
+
+    // ---- xattrs
+
+    /// Names a layer may not set: overlayfs metadata (a lowerdir must not gain redirects, opaque
+    /// markers or whiteouts from layer content), our own owner record, and SELinux labels (the
+    /// host labels files, as umoci does).
+    static bool reserved_xattr(std::string_view name) {
+        return name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") || name == rootless_xattr ||
+               name == "security.selinux";
+    }
+
+    void apply_xattrs(int fd, bool opath, const Entry& e, bool is_dir) {
+        archive_entry_xattr_reset(e.ae);
+        const char* name = nullptr;
+        const void* value = nullptr;
+        size_t size = 0;
+        while (archive_entry_xattr_next(e.ae, &name, &value, &size) == ARCHIVE_OK) {
+            if (name == nullptr) continue;
+            const std::string_view n(name);
+            if (reserved_xattr(n)) {
+                skip_xattr(n, e.path.path, "not applied from layers");
+                continue;
+            }
+            if (opath && n.starts_with("user.")) {
+                skip_xattr(n, e.path.path, "user.* xattrs need a regular file or directory");
+                continue;
+            }
+            const std::string v(static_cast<const char*>(value), size);
+            const int err = detail::set_xattr_fd(fd, opath, std::string(n), v);
+            if (err == 0) continue;
+            if (err == EPERM || err == EACCES || err == ENOTSUP || err == EOPNOTSUPP || err == EINVAL) {
+                skip_xattr(n, e.path.path, std::strerror(err));
+                continue;
+            }
+            failed(err, "setting xattr " + std::string(n));
+        }
+        (void)is_dir;
+    }
+
+    /// Dir over dir replaces attributes: xattrs of the kinds we manage that the entry lacks go.
+    void clear_stale_xattrs(int fd, const Entry& e) {
+        std::vector<char> list(4096);
+        ssize_t n = ::flistxattr(fd, list.data(), list.size());
+        if (n < 0 && errno == ERANGE) {
+            n = ::flistxattr(fd, nullptr, 0);
+            if (n > 0) {
+                list.resize(static_cast<std::size_t>(n));
+                n = ::flistxattr(fd, list.data(), list.size());
+            }
+        }
+        if (n <= 0) return;
+        std::unordered_set<std::string> wanted;
+        archive_entry_xattr_reset(e.ae);
+        const char* name = nullptr;
+        const void* value = nullptr;
+        size_t size = 0;
+        while (archive_entry_xattr_next(e.ae, &name, &value, &size) == ARCHIVE_OK)
+            if (name != nullptr) wanted.insert(name);
+        for (std::size_t i = 0; i < static_cast<std::size_t>(n);) {
+            const std::string x(list.data() + i);
+            i += x.size() + 1;
+            const bool managed = (x.starts_with("user.") || x == "security.capability") && !reserved_xattr(x);
+            if (managed && !wanted.contains(x)) (void)::fremovexattr(fd, x.c_str());
+        }
+    }
+
+    void note_symlink_xattrs(const Entry& e) {
+        archive_entry_xattr_reset(e.ae);
+        const char* name = nullptr;
+        const void* value = nullptr;
+        size_t size = 0;
+        while (archive_entry_xattr_next(e.ae, &name, &value, &size) == ARCHIVE_OK)
+            if (name != nullptr) skip_xattr(name, e.path.path, "not set on symlinks");
+    }
+
+    void set_owner_xattr(int fd, bool opath, const Entry& e, bool may_exist) {
+        // Zero ids are left out (proto3), so 0:0 is "no xattr"; never NoopID, whose meaning ("the
+        // file's own id") would depend on who reads the tree.
+        const std::string value = detail::encode_rootless_owner(RecordedOwner{e.uid, e.gid});
+        if (value.empty()) {
+            if (may_exist) (void)::fremovexattr(fd, rootless_xattr);
+            return;
+        }
+        if (const int err = detail::set_xattr_fd(fd, opath, rootless_xattr, value); err != 0)
+            failed(err, std::string("recording the owner in ") + rootless_xattr);
+    }
+
+    void skip_xattr(std::string_view name, const std::string& path, const std::string& reason) {
+        auto& s = skipped_xattrs_[std::string(name)];
+        if (s.count++ == 0) {
+            s.example = path;
+            s.reason = reason;
+        }
+    }
+
+    // ---- the end
+
+    /// Directory modes and times, deepest first, after all content is written (a 0555 directory
+    /// must not stop its children from being written, and writing children changes mtimes).
+    void finish_dirs() {
+        std::vector<std::pair<std::string, PendingDir>> dirs(pending_dirs_.begin(), pending_dirs_.end());
+        pending_dirs_.clear();
+        std::stable_sort(dirs.begin(), dirs.end(),
+                         [](const auto& x, const auto& y) { return depth_of(x.first) > depth_of(y.first); });
+        for (const auto& [path, p] : dirs) {
+            core::UniqueFd dir;
+            if (path.empty()) {
+                dir = detail::reopen_dir(root_.fd());
+            } else {
+                const EntryPath ep = clean_path(path);
+                auto parent = root_.resolve_dir(ep.parent, false, nullptr);
+                if (parent.status != detail::ResolveStatus::ok) continue;  // removed since
+                dir = core::UniqueFd(
+                    ::openat(parent.fd.get(), ep.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+            }
+            if (!dir) continue;  // gone, or replaced by a non-directory
+            current_ = path;
+            if (::fchmod(dir.get(), p.mode) != 0) failed(errno, "chmod");
+            if (p.set_times && ::futimens(dir.get(), p.times) != 0) failed(errno, "setting times");
+        }
+    }
+
+    void report_warnings() {
+        if (!options_.warn) return;
+        if (!stats_.skipped_devices.empty()) {
+            std::string text = what_ + ": skipped " + std::to_string(stats_.skipped_devices.size()) +
+                               " device node(s) (creating them needs privilege): ";
+            for (std::size_t i = 0; i < stats_.skipped_devices.size() && i < 10; ++i)
+                text += (i > 0 ? ", " : "") + stats_.skipped_devices[i];
+            if (stats_.skipped_devices.size() > 10)
+                text += ", and " + std::to_string(stats_.skipped_devices.size() - 10) + " more";
+            options_.warn(text);
+        }
+        for (const auto& [name, s] : skipped_xattrs_) {
+            options_.warn(what_ + ": xattr " + name + " not set on " + std::to_string(s.count) + " entr" +
+                          (s.count == 1 ? "y" : "ies") + " (e.g. \"" + s.example + "\"): " + s.reason);
+        }
+    }
+
+    const ApplyOptions& options_;
+    std::string what_;
+    detail::RootDir root_;
+    bool rootless_;
+    bool overlay_;
+    uid_t euid_;
+    ApplyStats stats_;
+    std::string current_;  // the entry being applied, for messages
+    std::unordered_set<std::string> touched_;
+    std::map<std::string, PendingDir> pending_dirs_;
+    std::map<std::string, SkippedXattr> skipped_xattrs_;
+    core::UniqueFd cached_fd_;
+    std::string cached_path_;
+    bool cache_valid_ = false;
+};
+
+}  // namespace
+
+ApplyStats apply_layer(int layer_fd, const std::filesystem::path& root, const ApplyOptions& options,
+                       std::string_view what) {
+    Applier applier(root, options, what);
+    return applier.run(layer_fd);
+}
+
+std::optional<RecordedOwner> recorded_owner(const std::filesystem::path& path) {
+    char buf[64];
+    const ssize_t n = ::lgetxattr(path.c_str(), rootless_xattr, buf, sizeof buf);
+    if (n < 0) {
+        if (errno == ENODATA || errno == ENOTSUP || errno == EOPNOTSUPP || errno == EPERM) return std::nullopt;
+        core::throw_errno("reading " + std::string(rootless_xattr) + " of " + path.string());
+    }
+    auto owner = detail::decode_rootless_owner(std::string_view(buf, static_cast<std::size_t>(n)));
+    // NoopID ("unchanged") as umoci reads it in a rootless tree: the caller's own files are root's.
+    if (owner && owner->uid == detail::rootless_noop_id) owner->uid = 0;
+    if (owner && owner->gid == detail::rootless_noop_id) owner->gid = 0;
+    return owner;
+}
+
+}  // namespace ocibuild::layer

@@ -9,13 +9,13 @@
 #include <thread>
 #include <vector>
 
+#include "gzip_parallel.hpp"
 #include "ocibuild/core/error.hpp"
 
 namespace ocibuild::layer {
 namespace {
 
 constexpr std::size_t out_buffer_size = 256 * 1024;
-constexpr int gzip_default_level = 6;
 constexpr int zstd_default_level = 3;
 
 [[noreturn]] void fail(core::ErrorCategory category, std::string message) {
@@ -26,60 +26,8 @@ constexpr int zstd_default_level = 3;
 constexpr std::size_t max_zlib_slice = std::size_t{1} << 30;
 
 // ---- gzip ----
-
-class GzipCompressor final : public core::ByteSink {
-public:
-    GzipCompressor(int level, core::ByteSink& next) : next_(next), out_(out_buffer_size) {
-        // windowBits 15 + 16 = gzip framing; memLevel 8 and the default strategy are zlib's defaults.
-        if (deflateInit2(&z_, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-            fail(core::ErrorCategory::internal, "cannot initialise gzip compression");
-        }
-        // Fixed header: MTIME 0, no FNAME/FCOMMENT, OS 255 ("unknown", as Go writes it). zlib fills
-        // XFL from the level (0 for levels 2..8, 2 for 9, 4 for 1), so it is fixed too.
-        header_.os = 255;
-        if (deflateSetHeader(&z_, &header_) != Z_OK) fail(core::ErrorCategory::internal, "cannot set the gzip header");
-    }
-    ~GzipCompressor() override { deflateEnd(&z_); }
-    GzipCompressor(const GzipCompressor&) = delete;
-    GzipCompressor& operator=(const GzipCompressor&) = delete;
-
-    void write(const void* data, std::size_t size) override {
-        const auto* p = static_cast<const unsigned char*>(data);
-        while (size > 0) {
-            const std::size_t slice = std::min(size, max_zlib_slice);
-            z_.next_in = const_cast<unsigned char*>(p);  // zlib's API is not const-correct
-            z_.avail_in = static_cast<uInt>(slice);
-            run(Z_NO_FLUSH);
-            p += slice;
-            size -= slice;
-        }
-    }
-
-    void finish() override {
-        z_.next_in = nullptr;
-        z_.avail_in = 0;
-        run(Z_FINISH);
-        next_.finish();
-    }
-
-private:
-    void run(int flush) {
-        for (;;) {
-            z_.next_out = out_.data();
-            z_.avail_out = static_cast<uInt>(out_.size());
-            const int rc = deflate(&z_, flush);
-            if (rc == Z_STREAM_ERROR) fail(core::ErrorCategory::internal, "gzip compression failed");
-            const std::size_t produced = out_.size() - z_.avail_out;
-            if (produced > 0) next_.write(out_.data(), produced);
-            if (flush == Z_FINISH ? rc == Z_STREAM_END : (z_.avail_in == 0 && z_.avail_out != 0)) return;
-        }
-    }
-
-    core::ByteSink& next_;
-    std::vector<unsigned char> out_;
-    z_stream z_{};
-    gz_header header_{};
-};
+// Compression: gzip_parallel.hpp (pigz-style blocks, ISA-L or zlib by level, any thread count gives
+// the same bytes).
 
 class GzipDecompressor final : public core::ByteSink {
 public:
@@ -297,11 +245,11 @@ std::unique_ptr<core::ByteSink> make_compressor(const CompressionOptions& option
     switch (options.kind) {
         case oci::Compression::none: return std::make_unique<Passthrough>(next);
         case oci::Compression::gzip: {
-            const int level = options.level == 0 ? gzip_default_level : options.level;
+            const int level = options.level == 0 ? gzip::default_level : options.level;
             if (level < 1 || level > 9) {
                 fail(core::ErrorCategory::invalid_input, "gzip level must be 1 to 9, not " + std::to_string(level));
             }
-            return std::make_unique<GzipCompressor>(level, next);
+            return gzip::make_parallel_compressor(level, resolve_threads(options.threads), next);
         }
         case oci::Compression::zstd: {
             const int level = options.level == 0 ? zstd_default_level : options.level;

@@ -1,11 +1,8 @@
 #include "ocibuild/layer/tar_writer.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <locale.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,10 +10,12 @@
 #include <exception>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <utility>
 
 #include "archive_handle.hpp"
+#include "tree_walk.hpp"
 #include "ocibuild/core/error.hpp"
 #include "ocibuild/core/fd.hpp"
 
@@ -301,101 +300,28 @@ private:
 
 // ---- scan_tree ----
 
-struct Scanned {
-    TarEntry entry;
-    dev_t dev = 0;
-    ino_t ino = 0;
-    bool shared_inode = false;  // a regular file with more than one link
-};
-
-std::string read_symlink(const std::string& path, std::size_t hint) {
-    std::string target(std::max<std::size_t>(hint, 64) + 1, '\0');
-    for (;;) {
-        const ssize_t n = ::readlink(path.c_str(), target.data(), target.size());
-        if (n < 0) core::throw_errno("cannot read symlink " + path);
-        if (static_cast<std::size_t>(n) < target.size()) {
-            target.resize(static_cast<std::size_t>(n));
-            return target;
-        }
-        target.resize(target.size() * 2);
-    }
-}
-
-void read_capability(const std::string& path, TarEntry& entry) {
-    std::string value(64, '\0');
-    for (;;) {
-        const ssize_t n = ::lgetxattr(path.c_str(), capability_xattr, value.data(), value.size());
-        if (n >= 0) {
-            value.resize(static_cast<std::size_t>(n));
-            entry.xattrs.emplace(capability_xattr, std::move(value));
-            return;
-        }
-        if (errno == ENODATA || errno == ENOTSUP) return;
-        if (errno != ERANGE) core::throw_errno("cannot read the " + std::string(capability_xattr) + " of " + path);
-        value.resize(value.size() * 4);
-    }
-}
-
 class TreeScanner {
 public:
-    std::vector<Scanned> found;
+    std::vector<detail::Scanned> found;
 
     void add(const std::string& fs_path, std::string archive_path, const struct stat& st) {
-        Scanned s;
-        TarEntry& e = s.entry;
-        e.path = std::move(archive_path);
-        e.mode = st.st_mode & 07777;
-        e.uid = st.st_uid;
-        e.gid = st.st_gid;
-        e.mtime = st.st_mtime;
-        switch (st.st_mode & S_IFMT) {
-            case S_IFREG:
-                e.type = EntryType::regular;
-                e.source = fs_path;
-                e.size = st.st_size;
-                read_capability(fs_path, e);
-                s.dev = st.st_dev;
-                s.ino = st.st_ino;
-                s.shared_inode = st.st_nlink > 1;
-                break;
-            case S_IFDIR: e.type = EntryType::directory; break;
-            case S_IFLNK:
-                e.type = EntryType::symlink;
-                e.link_target = read_symlink(fs_path, static_cast<std::size_t>(st.st_size));
-                break;
-            case S_IFCHR:
-            case S_IFBLK:
-                e.type = S_ISCHR(st.st_mode) ? EntryType::char_device : EntryType::block_device;
-                e.dev_major = major(st.st_rdev);
-                e.dev_minor = minor(st.st_rdev);
-                break;
-            case S_IFIFO: e.type = EntryType::fifo; break;
-            default: return;  // sockets (and anything unknown) have no place in a layer
+        std::optional<detail::Scanned> s = detail::scan_entry(fs_path, std::move(archive_path), st);
+        if (!s) return;
+        if (s->entry.type == EntryType::regular) {
+            if (auto cap = detail::read_xattr(fs_path, capability_xattr)) {
+                s->entry.xattrs.emplace(capability_xattr, std::move(*cap));
+            }
         }
-        found.push_back(std::move(s));
+        found.push_back(std::move(*s));
     }
 
     void walk(const std::string& fs_dir, const std::string& archive_dir) {
-        std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(fs_dir.c_str()), ::closedir);
-        if (!dir) core::throw_errno("cannot open directory " + fs_dir);
         std::vector<std::string> subdirs;
-        for (;;) {
-            errno = 0;
-            const struct dirent* d = ::readdir(dir.get());
-            if (d == nullptr) {
-                if (errno != 0) core::throw_errno("cannot read directory " + fs_dir);
-                break;
-            }
-            const std::string_view name = d->d_name;
-            if (name == "." || name == "..") continue;
-            std::string fs_path = fs_dir + "/" + std::string(name);
-            struct stat st {};
-            if (::lstat(fs_path.c_str(), &st) != 0) core::throw_errno("cannot stat " + fs_path);
-            std::string archive_path = archive_dir.empty() ? std::string(name) : archive_dir + "/" + std::string(name);
-            if (S_ISDIR(st.st_mode)) subdirs.push_back(std::string(name));
-            add(fs_path, std::move(archive_path), st);
+        for (detail::Child& c : detail::list_dir(fs_dir)) {
+            std::string archive_path = archive_dir.empty() ? c.name : archive_dir + "/" + c.name;
+            add(fs_dir + "/" + c.name, std::move(archive_path), c.st);
+            if (S_ISDIR(c.st.st_mode)) subdirs.push_back(std::move(c.name));
         }
-        dir.reset();  // close before descending: deep trees must not exhaust descriptors
         for (const std::string& name : subdirs) {
             walk(fs_dir + "/" + name, archive_dir.empty() ? name : archive_dir + "/" + name);
         }
@@ -430,27 +356,7 @@ std::vector<TarEntry> scan_tree(const std::filesystem::path& dir, const std::str
     if (!archive_root.empty()) scanner.add(root, archive_root, st);
     scanner.walk(root, archive_root);
 
-    auto& found = scanner.found;
-    std::sort(found.begin(), found.end(), [](const Scanned& a, const Scanned& b) { return a.entry.path < b.entry.path; });
-    // Files sharing an inode: the first path in sort order carries the data, the rest link to it.
-    std::map<std::pair<dev_t, ino_t>, std::string> first_path;
-    std::vector<TarEntry> entries;
-    entries.reserve(found.size());
-    for (Scanned& s : found) {
-        if (s.shared_inode) {
-            auto [it, inserted] = first_path.try_emplace({s.dev, s.ino}, s.entry.path);
-            if (!inserted) {
-                TarEntry& e = s.entry;
-                e.type = EntryType::hardlink;
-                e.link_target = it->second;
-                e.source.clear();
-                e.size = 0;
-                e.xattrs.clear();
-            }
-        }
-        entries.push_back(std::move(s.entry));
-    }
-    return entries;
+    return detail::finish_entries(std::move(scanner.found));
 }
 
 }  // namespace ocibuild::layer

@@ -101,7 +101,8 @@ def busybox_layout(tmp_path_factory):
         (root / d).mkdir(parents=True, exist_ok=True)
     os.chmod(root / "tmp", 0o1777)
     shutil.copy(busybox, root / "bin" / "busybox")
-    for applet in ["sh", "ls", "cat", "echo", "id", "true", "false", "env"]:
+    for applet in ["sh", "ls", "cat", "echo", "id", "true", "false", "env", "mkdir", "rm", "chown", "chmod",
+                   "touch", "sleep", "nc", "wget", "mv", "cp", "ln", "stat", "printf", "test", "grep", "head"]:
         os.symlink("busybox", root / "bin" / applet)
     (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (root / "etc" / "base-release").write_text("base 1\n")

@@ -46,6 +46,9 @@ struct ApplyOptions {
     /// `warn` is called once listing what was skipped.
     bool create_devices = false;
     bool user_xattr_overlay = false;
+    /// false: resolve paths with the component-by-component walk even where openat2 exists (tests
+    /// and fuzzing run both resolvers; they must agree).
+    bool use_openat2 = true;
     std::function<void(std::string_view)> warn;
 };
 

@@ -12,11 +12,16 @@ namespace ocibuild::layer {
 /// (trusted./user.overlay.opaque = "y") get a `.wh..wh..opq` entry, everything else is taken as
 /// scan_tree() would, with owners from user.rootlesscontainers when present. Overlay's own
 /// bookkeeping xattrs (trusted.overlay.*, user.overlay.*) never reach the layer.
+/// Throws core::Error: invalid_input for a name starting with ".wh." (it would read as a whiteout)
+/// or a malformed user.rootlesscontainers; unsupported for redirect_dir/metacopy upper entries.
 [[nodiscard]] std::vector<TarEntry> diff_overlay_upper(const std::filesystem::path& upper);
 
 /// The change from `before` to `after` (two full trees, for when overlay is unavailable): new and
-/// changed entries (type, mode, owner, size, mtime, link target, xattrs or content differ), and a
+/// changed entries (type, mode, owner, size, mtime, link target or xattrs differ), and a
 /// whiteout for everything removed (one for a removed directory, not one per child).
+/// Contents are never read: a regular file with the same size and mtime (to the nanosecond) as
+/// before counts as unchanged, the quick check of rsync and containers/storage. Throws like
+/// diff_overlay_upper for names starting with ".wh.".
 [[nodiscard]] std::vector<TarEntry> diff_trees(const std::filesystem::path& before, const std::filesystem::path& after);
 
 }  // namespace ocibuild::layer

@@ -1,0 +1,118 @@
+// bench_diff_commit: turns an overlayfs upper directory into a layer blob in a temporary store
+// (diff_overlay_upper + write_layer), the work of committing a build step, and reports it as one
+// "key=value" line (bench/diff_commit_bench.sh parses it).
+//
+//   bench_diff_commit UPPER [--compression gzip|zstd|none] [--level N] [--threads N] [--store DIR]
+//
+// Timed phases: diff (walk + lstat + xattrs of the upper) and write (tar → hash → compress →
+// store, one pass, including the store's fsync and rename).
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "ocibuild/core/error.hpp"
+#include "ocibuild/core/temp_dir.hpp"
+#include "ocibuild/layer/diff.hpp"
+#include "ocibuild/layer/layer_writer.hpp"
+#include "ocibuild/store/store.hpp"
+
+namespace {
+
+using namespace ocibuild;
+using Clock = std::chrono::steady_clock;
+
+struct Args {
+    std::string upper;
+    layer::CompressionOptions compression;
+    std::string store;
+};
+
+[[noreturn]] void usage(const char* message) {
+    std::fprintf(stderr,
+                 "error: %s\nusage: bench_diff_commit UPPER [--compression gzip|zstd|none] [--level N] "
+                 "[--threads N] [--store DIR]\n",
+                 message);
+    std::exit(2);
+}
+
+Args parse(int argc, char** argv) {
+    Args args;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) usage("missing value");
+            return argv[++i];
+        };
+        if (arg == "--compression") {
+            const std::string v = value();
+            if (v == "gzip") {
+                args.compression.kind = oci::Compression::gzip;
+            } else if (v == "zstd") {
+                args.compression.kind = oci::Compression::zstd;
+            } else if (v == "none") {
+                args.compression.kind = oci::Compression::none;
+            } else {
+                usage("unknown compression");
+            }
+        } else if (arg == "--level") {
+            args.compression.level = std::atoi(value().c_str());
+        } else if (arg == "--threads") {
+            args.compression.threads = std::atoi(value().c_str());
+        } else if (arg == "--store") {
+            args.store = value();
+        } else if (args.upper.empty() && !arg.starts_with("-")) {
+            args.upper = arg;
+        } else {
+            usage("unexpected argument");
+        }
+    }
+    if (args.upper.empty()) usage("missing UPPER");
+    return args;
+}
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const Args args = parse(argc, argv);
+    try {
+        std::optional<core::TempDir> temp;
+        std::string store_dir = args.store;
+        if (store_dir.empty()) {
+            temp.emplace();
+            store_dir = (temp->path() / "store").string();
+        }
+        const auto store = store::Store::open(store_dir);
+
+        const auto t0 = Clock::now();
+        auto entries = layer::diff_overlay_upper(args.upper);
+        const double diff_s = seconds_since(t0);
+        const std::size_t count = entries.size();
+
+        const auto t1 = Clock::now();
+        const layer::LayerBlob blob = layer::write_layer(store, std::move(entries), 1'700'000'000, args.compression);
+        const double write_s = seconds_since(t1);
+
+        rusage usage{};
+        ::getrusage(RUSAGE_SELF, &usage);
+        std::printf("compression=%s entries=%zu tar_bytes=%llu blob_bytes=%lld diff_s=%.3f write_s=%.3f total_s=%.3f "
+                    "cpu_s=%.2f peak_rss_kb=%ld digest=%s\n",
+                    std::string(oci::media_type::to_string(args.compression.kind)).c_str(), count,
+                    static_cast<unsigned long long>(blob.uncompressed_size), static_cast<long long>(blob.descriptor.size),
+                    diff_s, write_s, diff_s + write_s,
+                    static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                        static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6,
+                    usage.ru_maxrss, blob.descriptor.digest.str().c_str());
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,149 @@
+// unpack: an image's layers applied in order into a directory (a root filesystem).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "common.hpp"
+#include "ocibuild/build/base.hpp"
+#include "ocibuild/build/outputs.hpp"
+#include "ocibuild/core/error.hpp"
+#include "ocibuild/layer/apply.hpp"
+#include "ocibuild/oci/image_config.hpp"
+#include "ocibuild/oci/manifest.hpp"
+#include "ocibuild/oci/media_type.hpp"
+
+namespace ocibuild::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using core::Error;
+using core::ErrorCategory;
+
+struct UnpackArgs {
+    std::string image;
+    std::string dir;
+    std::string platform;
+    std::string store;
+    bool force = false;
+    bool quiet = false;
+    bool no_openat2 = false;  // hidden: tests run the fallback resolver through the CLI too
+    RegistryFlags registry;
+};
+
+/// The image's top descriptor (index or manifest) in `store`: imported from a layout or archive,
+/// taken from the store's tags, or pulled from a registry, in that order.
+oci::Descriptor locate(UnpackArgs& args, const store::Store& store, const oci::Platform& platform) {
+    const std::string& text = args.image;
+    if (text.starts_with("oci:") || text.starts_with("oci-archive:")) {
+        auto spec = build::OutputSpec::parse(text);
+        if (!spec) throw UsageError("bad image location \"" + text + "\": " + spec.error().message);
+        return build::import_local_image(spec->path, spec->tag, spec->kind == build::OutputSpec::Kind::oci_archive,
+                                         store);
+    }
+    // A tag in the store (what `pull` and `build` leave there) needs no network.
+    try {
+        return store.resolve(text);
+    } catch (const Error& e) {
+        if (e.category() != ErrorCategory::not_found) throw;
+    }
+    auto ref = parse_reference(text);
+    args.registry.quiet = args.quiet;
+    auto client = args.registry.make_client({ref.registry});
+    return registry::pull(*client, ref, platform, store).manifest;
+}
+
+bool is_empty_dir(const fs::path& dir) { return fs::directory_iterator(dir) == fs::directory_iterator(); }
+
+int run_unpack(UnpackArgs& args) {
+    const auto started = std::chrono::steady_clock::now();
+    auto platform = platform_or_host(args.platform);
+    auto store = open_store(args.store);
+
+    const fs::path dir(args.dir);
+    std::error_code ec;
+    if (fs::exists(fs::symlink_status(dir))) {
+        if (!fs::is_directory(fs::symlink_status(dir)))
+            throw Error(ErrorCategory::already_exists, args.dir + " exists and is not a directory");
+        if (!args.force && !is_empty_dir(dir))
+            throw Error(ErrorCategory::already_exists, args.dir + " is not empty (--force unpacks onto it anyway)");
+    }
+
+    auto top = locate(args, store, platform);
+    auto manifest_desc = oci::media_type::is_index(top.media_type)
+                             ? build::select_platform(store, top, platform, args.image)
+                             : top;
+    auto manifest =
+        oci::ImageManifest::parse(store.read(manifest_desc.digest), "manifest " + manifest_desc.digest.str());
+    auto config =
+        oci::ImageConfig::parse(store.read(manifest.config.digest), "config " + manifest.config.digest.str());
+    if (config.diff_ids.size() != manifest.layers.size())
+        throw Error(ErrorCategory::invalid_input,
+                    "image " + manifest_desc.digest.str() + " has " + std::to_string(manifest.layers.size()) +
+                        " layers but its config lists " + std::to_string(config.diff_ids.size()) + " diff_ids");
+    for (const auto& l : manifest.layers)
+        if (!oci::media_type::is_layer(l.media_type))
+            throw Error(ErrorCategory::unsupported,
+                        "layer " + l.digest.str() + " has media type \"" + l.media_type + "\", not a layer");
+
+    fs::create_directories(dir, ec);
+    if (ec) throw Error(ErrorCategory::internal, "creating " + args.dir + ": " + ec.message());
+
+    // As root the tree gets the layers' owners and device nodes; otherwise files stay ours and the
+    // owners go into user.rootlesscontainers (as `umoci unpack --rootless` does).
+    layer::ApplyOptions options;
+    options.mode = layer::ApplyMode::merge;
+    const bool root = ::geteuid() == 0;
+    options.ownership = root ? layer::Ownership::preserve : layer::Ownership::rootless_xattr;
+    options.create_devices = root;
+    options.use_openat2 = !args.no_openat2;
+    options.warn = [](std::string_view text) { std::cerr << "warning: " << text << '\n'; };
+
+    std::uint64_t entries = 0;
+    std::uint64_t bytes = 0;
+    for (std::size_t i = 0; i < manifest.layers.size(); ++i) {
+        const auto& l = manifest.layers[i];
+        const std::string what = "layer " + std::to_string(i + 1) + "/" + std::to_string(manifest.layers.size()) +
+                                 " (" + l.digest.str().substr(0, 19) + ")";
+        auto fd = store.open_blob(l.digest);
+        const auto stats = layer::apply_layer(fd.get(), dir, options, what);
+        if (stats.diff_id != config.diff_ids[i])
+            throw Error(ErrorCategory::integrity, what + ": uncompressed content has digest " + stats.diff_id.str() +
+                                                      " but the config's diff_id is " + config.diff_ids[i].str());
+        entries += stats.entries;
+        bytes += stats.bytes;
+    }
+    if (!args.quiet) {
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        char line[160];
+        std::snprintf(line, sizeof line, "%zu layers, %llu entries, %.1f MB of files in %.2f s",
+                      manifest.layers.size(), static_cast<unsigned long long>(entries),
+                      static_cast<double>(bytes) / 1e6, secs);
+        std::cerr << "unpacked " << args.image << " into " << args.dir << ": " << line << '\n';
+    }
+    return 0;
+}
+
+}  // namespace
+
+Command add_unpack_command(CLI::App& app) {
+    auto args = std::make_shared<UnpackArgs>();
+    auto* cmd = app.add_subcommand("unpack", "Apply an image's layers into a directory (a root filesystem)");
+    cmd->add_option("image", args->image,
+                    "oci:DIR[:TAG], oci-archive:FILE[:TAG], a tag in the store, or a registry reference")
+        ->required();
+    cmd->add_option("dir", args->dir, "Directory to unpack into (created when missing; must be empty)")->required();
+    cmd->add_option("--platform", args->platform, "os/arch[/variant] to pick from an index (default: this machine's)");
+    cmd->add_option("--store", args->store, "Blob store (default $OCIBUILD_STORE or ~/.local/share/ocibuild/store)");
+    cmd->add_flag("--force", args->force, "Unpack onto a directory that is not empty");
+    cmd->add_flag("-q,--quiet", args->quiet, "No progress or summary output");
+    cmd->add_flag("--no-openat2", args->no_openat2, "Resolve paths without openat2 (testing)")->group("");
+    args->registry.add_to(*cmd);
+    return {cmd, [args] { return run_unpack(*args); }};
+}
+
+}  // namespace ocibuild::cli

@@ -1,0 +1,35 @@
+#pragma once
+// Private to the layer module: the plain tar bytes of a layer blob, pulled chunk by chunk (as
+// libarchive's read callback wants them) and hashed on the way, so that the diff_id of a layer
+// comes out of applying it.
+//
+//   auto source = open_plain_source(fd, "layer sha256:ab12…");
+//   for (auto chunk = source->next(); !chunk.empty(); chunk = source->next()) use(chunk);
+//   core::Digest diff_id = source->finish();
+//
+// gzip (zlib, concatenated members too), zstd or plain tar, told apart by the magic bytes.
+// Blobs over 4 MiB are decompressed on a second thread, up to 4 MiB ahead of the consumer, so that
+// inflate and the filesystem work overlap; smaller ones on the caller's thread.
+#include <memory>
+#include <span>
+#include <string>
+
+#include "ocibuild/core/digest.hpp"
+
+namespace ocibuild::layer::detail {
+
+class PlainSource {
+public:
+    virtual ~PlainSource() = default;
+    /// The next chunk of plain bytes (valid until the next call); empty at the end. Throws
+    /// core::Error(invalid_input) for corrupt or truncated data, other categories for I/O errors.
+    virtual std::span<const char> next() = 0;
+    /// Reads to the end of the stream (bytes after the tar's end still count towards the diff_id)
+    /// and returns the sha256 of everything. Call once.
+    virtual core::Digest finish() = 0;
+};
+
+/// A source over the blob on `fd` (read from its current offset). `what` names it in messages.
+[[nodiscard]] std::unique_ptr<PlainSource> open_plain_source(int fd, const std::string& what);
+
+}  // namespace ocibuild::layer::detail

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "ocibuild/build/base.hpp"
+#include "run_step.hpp"
 #include "ocibuild/core/error.hpp"
 #include "ocibuild/layer/layer_writer.hpp"
 #include "ocibuild/oci/media_type.hpp"
@@ -159,7 +160,7 @@ std::string expand_vars(std::string_view value, const std::vector<std::string>& 
 void check_supported(const recipe::Recipe& recipe) {
     for (std::size_t i = 0; i < recipe.steps.size(); ++i) {
         const auto& step = recipe.steps[i];
-        if (!std::holds_alternative<recipe::CopyStep>(step.action))
+        if (std::holds_alternative<recipe::CondaStep>(step.action))
             throw Error(ErrorCategory::unsupported, position(step.pos) + ": step " + std::to_string(i + 1) + ": " +
                                                         std::string(step.kind()) + " steps are not supported yet");
     }
@@ -181,17 +182,29 @@ BuiltImage build_image(const recipe::Recipe& recipe, const store::Store& store, 
     oci::ImageConfig config = base.config;
     config.created = created;
 
+    std::unique_ptr<detail::RunContext> runner;  // set up on the first run step
     for (std::size_t i = 0; i < recipe.steps.size(); ++i) {
         const auto& step = recipe.steps[i];
-        const auto& copy = std::get<recipe::CopyStep>(step.action);
         auto label = "step " + std::to_string(i + 1) + "/" + total + " (" + position(step.pos) + ")";
-        log(label + ": copy " + copy.from + " -> " + copy.to);
-        auto blob = core::with_context(label, [&] {
-            return layer::write_layer(store, copy_entries(copy), options.epoch, options.compression);
-        });
+        layer::LayerBlob blob;
+        std::string created_by;
+        if (const auto* copy = std::get_if<recipe::CopyStep>(&step.action)) {
+            log(label + ": copy " + copy->from + " -> " + copy->to);
+            blob = core::with_context(label, [&] {
+                return layer::write_layer(store, copy_entries(*copy), options.epoch, options.compression);
+            });
+            created_by = "ocibuild copy " + copy->from + " " + copy->to;
+        } else {
+            const auto& run = std::get<recipe::RunStep>(step.action);
+            auto command = run.command.empty() ? nlohmann::json(run.argv).dump() : run.command;
+            log(label + ": run " + command);
+            if (!runner) runner = std::make_unique<detail::RunContext>(store, options);
+            blob = runner->run(run, manifest, config, label);
+            created_by = "ocibuild run " + command;
+        }
         manifest.layers.push_back(blob.descriptor);
         config.diff_ids.push_back(blob.diff_id);
-        config.history.push_back(oci::HistoryEntry{created, "ocibuild copy " + copy.from + " " + copy.to, "", "", false});
+        config.history.push_back(oci::HistoryEntry{created, created_by, "", "", false});
     }
 
     auto summary = apply_config(recipe.config, config);

@@ -31,6 +31,7 @@ struct BuildArgs {
     std::string compression = "gzip";
     int level = 0;
     std::string timestamp;
+    std::string work_dir;
     bool quiet = false;
     RegistryFlags registry;
 };
@@ -70,6 +71,8 @@ int run_build(BuildArgs& args) {
     options.registry = client.get();
 
     auto store = open_store(args.store);
+    options.work_dir = args.work_dir.empty() ? work_dir_for(store) : std::filesystem::path(args.work_dir);
+    options.cancel = install_cancel_handler();
     auto image = build::build_image(recipe, store, options);
 
     // The image's own name:tag, used where an output names no tag.
@@ -105,6 +108,8 @@ Command add_build_command(CLI::App& app) {
     cmd->add_option("--compression", args->compression, "Layer compression: gzip (default) or zstd");
     cmd->add_option("--compression-level", args->level, "Compression level (default gzip 6, zstd 3)");
     cmd->add_option("--timestamp", args->timestamp, "Build epoch in seconds (default $SOURCE_DATE_EPOCH, else 0)");
+    cmd->add_option("--work-dir", args->work_dir,
+                    "Extracted layers, cache mounts and step scratch space (default: beside the store, STORE-work)");
     cmd->add_flag("-q,--quiet", args->quiet, "Print only the image digest");
     args->registry.add_to(*cmd);
     return {cmd, [args] { return run_build(*args); }};

@@ -1,5 +1,6 @@
 #include "common.hpp"
 
+#include <signal.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -27,6 +28,26 @@ store::Store open_store(const std::string& flag) {
     else if (auto home = env_or("HOME"); !home.empty()) path = fs::path(home) / ".local/share/ocibuild/store";
     else throw UsageError("HOME is not set; pass --store DIR");
     return store::Store::open(path);
+}
+
+std::filesystem::path work_dir_for(const store::Store& store) {
+    auto root = store.root();
+    if (root.filename().empty()) root = root.parent_path();
+    return root.parent_path() / (root.filename().string() + "-work");
+}
+
+namespace {
+std::atomic<bool> cancel_requested{false};
+extern "C" void on_cancel_signal(int) { cancel_requested.store(true); }
+}  // namespace
+
+const std::atomic<bool>* install_cancel_handler() {
+    struct sigaction sa {};
+    sa.sa_handler = on_cancel_signal;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, nullptr);
+    ::sigaction(SIGTERM, &sa, nullptr);
+    return &cancel_requested;
 }
 
 oci::Platform platform_or_host(const std::string& flag) {

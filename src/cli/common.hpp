@@ -1,5 +1,6 @@
 #pragma once
 // What every verb shares: the environment (read only here), the store, registry flags, progress.
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -23,6 +24,10 @@ class UsageError : public std::runtime_error {
 [[nodiscard]] std::string env_or(const char* name, const std::string& fallback = {});
 /// --store, else $OCIBUILD_STORE, else $XDG_DATA_HOME/ocibuild/store, else ~/.local/share/ocibuild/store.
 [[nodiscard]] store::Store open_store(const std::string& flag);
+/// Where builds keep extracted layers, cache mounts and scratch space: STORE-work beside the store.
+[[nodiscard]] std::filesystem::path work_dir_for(const store::Store& store);
+/// SIGINT/SIGTERM set the returned flag (a running step is then killed and the build stops).
+[[nodiscard]] const std::atomic<bool>* install_cancel_handler();
 /// --platform, else the machine's own (linux/amd64, linux/arm64, ...).
 [[nodiscard]] oci::Platform platform_or_host(const std::string& flag);
 [[nodiscard]] registry::Reference parse_reference(const std::string& text);

@@ -61,10 +61,10 @@ def test_recipe_error_exits_2_with_position(ocibuild, tmp_path):
 def test_unsupported_steps_fail_before_any_work(ocibuild, tmp_path):
     (tmp_path / "f").write_text("x")
     recipe = write_recipe(tmp_path, '[base]\nref = "scratch"\n\n[[step]]\ncopy = { from = "f", to = "/f" }\n\n'
-                                    '[[step]]\nrun = "apt-get update"\n')
+                                    '[[step]]\nconda = { prefix = "/opt/conda", packages = ["python"] }\n')
     proc = ocibuild(recipe, check=False)
     assert proc.returncode == 1
-    assert proc.stderr == f"error: {recipe}:7:1: step 2: run steps are not supported yet\n"
+    assert proc.stderr == f"error: {recipe}:7:1: step 2: conda steps are not supported yet\n"
     assert not (ocibuild.store / "blobs").exists()
 
 def test_unreachable_registry_base_names_the_recipe_line(ocibuild, tmp_path):

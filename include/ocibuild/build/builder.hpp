@@ -1,7 +1,9 @@
 #pragma once
 // Recipe → image in the store. Deciding (checks, plan) happens before doing: every unsupported
 // step or base is reported before any blob is written.
+#include <atomic>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -20,6 +22,11 @@ struct BuildOptions {
     /// file time in new layers. The CLI takes it from SOURCE_DATE_EPOCH, else 0; never the clock.
     std::int64_t epoch = 0;
     layer::CompressionOptions compression;
+    /// Holds what builds keep between runs besides blobs: extracted layers (layers/), cache mounts
+    /// (cache-mounts/) and step scratch space (tmp/). Needed by run steps.
+    std::filesystem::path work_dir;
+    /// Set by another thread (Ctrl-C) to stop a running step.
+    const std::atomic<bool>* cancel = nullptr;
     /// Pulls registry bases; without one a registry base is an error.
     registry::RegistryClient* registry = nullptr;
     /// Progress lines ("[2/3] copy hello/ → /hello"); may be empty.

@@ -1,0 +1,255 @@
+"""`run` steps in the rootless sandbox, checked with umoci as the oracle: as root and as an
+unprivileged user the test creates."""
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ocibuild_path, read_blob, read_layout_manifest, run, write_recipe
+
+USER = "ocibuild-run"
+
+
+def ensure_user():
+    try:
+        return pwd.getpwnam(USER)
+    except KeyError:
+        run(["useradd", "-m", "-s", "/bin/sh", USER])
+        return pwd.getpwnam(USER)
+
+
+class Runner:
+    """Runs ocibuild as root, or as an unprivileged user through runuser, with its own store."""
+
+    def __init__(self, who: str, busybox_layout: Path):
+        self.who = who
+        # pytest's own folders are private to root: the runner gets a folder anyone can traverse.
+        self.root = Path(tempfile.mkdtemp(prefix="ocibuild-run-", dir="/tmp"))
+        os.chmod(self.root, 0o755)
+        self.home = self.root / "home"
+        self.home.mkdir(mode=0o755)
+        self.store = self.home / "store"
+        self.ctx = self.root / "ctx"
+        self.ctx.mkdir(mode=0o755)
+        self.base = self.root / "base-oci"
+        shutil.copytree(busybox_layout, self.base)
+        for dirpath, dirnames, filenames in os.walk(self.base):
+            os.chmod(dirpath, 0o755)
+            for name in filenames:
+                os.chmod(os.path.join(dirpath, name), 0o644)
+        self.binary = ocibuild_path()
+        if who == "user":
+            ensure_user()
+            self.give(self.home)
+
+    def cleanup(self):
+        subprocess.run(["rm", "-rf", str(self.root)], check=False)
+
+    def command(self, args):
+        env = ["env", f"HOME={self.home}", f"OCIBUILD_STORE={self.store}", "SOURCE_DATE_EPOCH=0"]
+        cmd = env + [self.binary, *map(str, args)]
+        if self.who == "user":
+            cmd = ["runuser", "-u", USER, "--"] + cmd
+        return cmd
+
+    def __call__(self, *args, check=True, timeout=600):
+        proc = subprocess.run(self.command(args), capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"ocibuild {args} exited {proc.returncode}\n{proc.stderr}")
+        return proc
+
+    def give(self, path: Path):
+        """Makes a folder the test wrote readable and writable by the runner."""
+        if self.who == "user":
+            u = pwd.getpwnam(USER)
+            for dirpath, dirnames, filenames in os.walk(path):
+                os.chown(dirpath, u.pw_uid, u.pw_gid)
+                for name in filenames:
+                    os.chown(os.path.join(dirpath, name), u.pw_uid, u.pw_gid)
+
+
+@pytest.fixture(params=["root", "user"])
+def runner(request, busybox_layout):
+    r = Runner(request.param, busybox_layout)
+    yield r
+    r.cleanup()
+
+
+def unpack(layout: Path, tag: str, dest: Path):
+    run(["umoci", "unpack", "--image", f"{layout}:{tag}", dest])
+    return dest / "rootfs"
+
+
+def base_recipe(runner, steps: str) -> str:
+    return f'[base]\nref = "oci:{runner.base}:1"\n\n{steps}'
+
+
+def test_run_steps_create_modify_delete(runner, tmp_path, busybox_layout):
+    recipe = write_recipe(runner.ctx, base_recipe(runner, """
+[[step]]
+run = "mkdir -p /app/data && echo one > /app/data/a && echo keep > /app/keep && id -u > /app/uid"
+
+[[step]]
+run = "echo two >> /app/data/a && rm /app/keep && rm /var/log/old.log && echo changed > /etc/base-release"
+
+[[step]]
+run = ["/bin/sh", "-c", "rm -rf /app/data && mkdir /app/data && echo fresh > /app/data/b"]
+"""))
+    runner.give(runner.ctx)
+    out = runner.home / "out"
+    runner(recipe, "-o", f"oci:{out}:1")
+    rootfs = unpack(out, "1", tmp_path / "bundle")
+    assert (rootfs / "app/uid").read_text() == "0\n"
+    assert (rootfs / "etc/base-release").read_text() == "changed\n"
+    assert not (rootfs / "app/keep").exists()
+    assert not (rootfs / "var/log/old.log").exists()
+    assert sorted(os.listdir(rootfs / "app/data")) == ["b"]
+    assert (rootfs / "app/data/b").read_text() == "fresh\n"
+    assert (rootfs / "bin/busybox").exists()
+    # Nothing the sandbox mounted reaches a layer.
+    _, manifest = read_layout_manifest(out, "1")
+    config = json.loads(read_blob(out, manifest["config"]["digest"]))
+    assert [h["created_by"] for h in config["history"] if "ocibuild run" in h.get("created_by", "")][0].startswith(
+        "ocibuild run mkdir -p /app/data")
+    import tarfile
+    import gzip
+    import io
+    for layer in manifest["layers"][-3:]:
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(read_blob(out, layer["digest"])))) as tar:
+            names = tar.getnames()
+        for forbidden in ("proc", "dev", "sys", "etc/resolv.conf", "etc/hosts"):
+            assert not any(n == forbidden or n.startswith(forbidden + "/") for n in names), (forbidden, names)
+
+
+def test_chown_reaches_the_layer(runner, tmp_path, busybox_layout):
+    recipe = write_recipe(runner.ctx, base_recipe(runner, """
+[[step]]
+run = "mkdir /owned && echo x > /owned/f && chown -R 1000:1000 /owned"
+"""))
+    runner.give(runner.ctx)
+    out = runner.home / "out"
+    runner(recipe, "-o", f"oci:{out}:1")
+    rootfs = unpack(out, "1", tmp_path / "bundle")
+    st = os.lstat(rootfs / "owned/f")
+    assert (st.st_uid, st.st_gid) == (1000, 1000)
+
+
+def test_failing_step_reports_and_keeps_the_store(runner, tmp_path, busybox_layout):
+    recipe = write_recipe(runner.ctx, base_recipe(runner, """
+[[step]]
+run = "echo hello > /x"
+
+[[step]]
+run = "echo about to fail && exit 3"
+"""))
+    runner.give(runner.ctx)
+    runner(recipe, check=False)  # the first attempt brings the base and step 1's layer into the store
+    blobs_before = sorted(os.listdir(runner.store / "blobs/sha256"))
+    proc = runner(recipe, check=False)
+    assert proc.returncode == 1
+    assert f'{recipe}:8:1' in proc.stderr
+    assert 'run "echo about to fail && exit 3" failed with exit code 3' in proc.stderr
+    assert sorted(os.listdir(runner.store / "blobs/sha256")) == blobs_before
+
+
+def serve_once(port_holder, stop):
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(5)
+    srv.settimeout(0.2)
+    port_holder.append(srv.getsockname()[1])
+    while not stop.is_set():
+        try:
+            conn, _ = srv.accept()
+        except socket.timeout:
+            continue
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        conn.close()
+    srv.close()
+
+
+def test_network_none_blocks_loopback(runner, tmp_path, busybox_layout):
+    port, stop = [], threading.Event()
+    t = threading.Thread(target=serve_once, args=(port, stop), daemon=True)
+    t.start()
+    while not port:
+        time.sleep(0.01)
+    try:
+        recipe = write_recipe(runner.ctx, base_recipe(runner, f"""
+[[step]]
+run = "wget -q -O /host-net http://127.0.0.1:{port[0]}/ || echo failed > /host-net"
+
+[[step]]
+run = "wget -q -T 2 -O /no-net http://127.0.0.1:{port[0]}/ || echo failed > /no-net"
+network = "none"
+"""))
+        runner.give(runner.ctx)
+        out = runner.home / "out"
+        runner(recipe, "-o", f"oci:{out}:1")
+    finally:
+        stop.set()
+    rootfs = unpack(out, "1", tmp_path / "bundle")
+    assert (rootfs / "host-net").read_text() == "hello"
+    assert (rootfs / "no-net").read_text() == "failed\n"
+
+
+def test_cache_mount_survives_and_stays_out_of_the_image(runner, tmp_path, busybox_layout):
+    steps = """
+[[step]]
+run = "echo run >> /var/cache/thing/log && cp /var/cache/thing/log /seen"
+cache = ["/var/cache/thing"]
+"""
+    recipe = write_recipe(runner.ctx, base_recipe(runner, steps))
+    runner.give(runner.ctx)
+    out = runner.home / "out"
+    runner(recipe, "-o", f"oci:{out}:1")
+    runner(recipe, "-o", f"oci:{out}:2")
+    first = unpack(out, "1", tmp_path / "b1")
+    second = unpack(out, "2", tmp_path / "b2")
+    assert (first / "seen").read_text() == "run\n"
+    assert (second / "seen").read_text() == "run\nrun\n"
+    assert not (second / "var/cache/thing/log").exists()
+
+
+def sleepers():
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"sleep" in cmd[0] and b"4242" in cmd:
+                found.append(pid)
+    return found
+
+
+def test_sigkill_leaves_no_process_or_mount(runner, tmp_path, busybox_layout):
+    recipe = write_recipe(runner.ctx, base_recipe(runner, '[[step]]\nrun = "sleep 4242"\n'))
+    runner.give(runner.ctx)
+    mounts_before = Path("/proc/self/mountinfo").read_text().count("\n")
+    proc = subprocess.Popen(runner.command([recipe]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 60
+    while not sleepers() and time.time() < deadline:
+        time.sleep(0.05)
+    assert sleepers(), "the step never started"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 5
+    while sleepers() and time.time() < deadline:
+        time.sleep(0.05)
+    assert sleepers() == []
+    assert Path("/proc/self/mountinfo").read_text().count("\n") == mounts_before
+    recipe2 = write_recipe(runner.ctx, base_recipe(runner, '[[step]]\nrun = "true"\n'), "next.toml")
+    runner.give(runner.ctx)
+    runner(recipe2)

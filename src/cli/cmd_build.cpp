@@ -106,7 +106,7 @@ Command add_build_command(CLI::App& app) {
     cmd->add_option("--push", args->push, "Push the image to this registry reference");
     cmd->add_option("--store", args->store, "Blob store (default $OCIBUILD_STORE or ~/.local/share/ocibuild/store)");
     cmd->add_option("--compression", args->compression, "Layer compression: gzip (default) or zstd");
-    cmd->add_option("--compression-level", args->level, "Compression level (default gzip 6, zstd 3)");
+    cmd->add_option("--compression-level", args->level, "Compression level (default gzip 2 = ISA-L, 3-9 = zlib; zstd 3)");
     cmd->add_option("--timestamp", args->timestamp, "Build epoch in seconds (default $SOURCE_DATE_EPOCH, else 0)");
     cmd->add_option("--work-dir", args->work_dir,
                     "Extracted layers, cache mounts and step scratch space (default: beside the store, STORE-work)");

@@ -142,7 +142,6 @@ struct PendingDir {
     mode_t mode = 0;
     bool set_times = false;
     struct timespec times[2] {};
-    bool from_layer = false;  // the layer's own entry (beats a rootless permission restore)
 };
 
 struct SkippedXattr {
@@ -327,9 +326,11 @@ private:
         if ((st.st_mode & 0700) != 0700 && st.st_uid == euid_) (void)unblock(fd, path);
     }
 
+    /// Rootless: `path`'s mode goes back to `mode` at the end, unless the layer sets one (a
+    /// layer's directory entry always wins; so does the first restore of a path).
     void remember_restore(const std::string& path, mode_t mode) {
         auto [it, inserted] = pending_dirs_.try_emplace(path);
-        if (inserted) it->second.mode = mode;  // a layer entry, or an earlier restore, wins
+        if (inserted) it->second.mode = mode;
     }
 
     /// Removes whatever is at `name` (recursively), never following symlinks.
@@ -442,7 +443,6 @@ private:
         p.set_times = true;
         p.times[0] = e.times[0];
         p.times[1] = e.times[1];
-        p.from_layer = true;
     }
 
     void make_dir(int parent, const Entry& e) {

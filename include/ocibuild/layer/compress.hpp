@@ -1,7 +1,10 @@
 #pragma once
 // Compressors as ByteSinks: bytes in, compressed bytes out to the next sink. One fixed
 // implementation, level and framing per kind, so the same input always gives the same blob:
-//  - gzip: zlib deflate, header with MTIME 0, no name, OS 255 (as Go writes it);
+//  - gzip: one gzip member (header MTIME 0, no name, OS 255, as Go writes it) made of 256 KiB
+//    blocks deflated in parallel, each primed with the previous 32 KiB and sync-flushed, so the
+//    bytes do not depend on the thread count (see gzip_parallel.hpp): ISA-L level 2 by default
+//    (level 1 also ISA-L), zlib for levels 3-9;
 //  - zstd: libzstd with checksum and content size off, always in multithreaded mode (≥ 1 worker):
 //    with libzstd 1.5.4, 1, 2 or 4 workers give the same bytes, 0 workers (single-threaded mode)
 //    different ones, so `threads` changes speed only.
@@ -14,7 +17,7 @@ namespace ocibuild::layer {
 
 struct CompressionOptions {
     oci::Compression kind = oci::Compression::gzip;
-    int level = 0;    // 0 = the kind's default (gzip 6, zstd 3)
+    int level = 0;    // 0 = the kind's default (gzip 2 = ISA-L level 2, zstd 3)
     int threads = 0;  // 0 = hardware concurrency
 };
 

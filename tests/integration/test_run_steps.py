@@ -50,6 +50,11 @@ class Runner:
         if who == "user":
             ensure_user()
             self.give(self.home)
+            # The build tree may sit in a folder only root can enter (CI clones into one).
+            copy = self.root / "ocibuild"
+            shutil.copy(self.binary, copy)
+            os.chmod(copy, 0o755)
+            self.binary = str(copy)
 
     def cleanup(self):
         subprocess.run(["rm", "-rf", str(self.root)], check=False)

@@ -609,7 +609,7 @@ TEST_CASE("sandbox: a timeout kills the step quickly, and nothing of it is left"
         CHECK(!r.cancelled);
         CHECK(r.exit_code == 137);
         CHECK(r.signal == SIGKILL);
-        CHECK(r.elapsed < 2500ms);
+        CHECK(r.elapsed < 4000ms);  // 1 s, plus slack for a loaded machine
         // run() returns once the pid namespace is gone: no waiting needed.
         CHECK(processes_running({"sleep", nap(1)}).empty());
         CHECK(processes_running({"sleep", nap(2)}).empty());
@@ -625,7 +625,7 @@ TEST_CASE("sandbox: cancellation kills the step") {
         CHECK(r.cancelled);
         CHECK(!r.timed_out);
         CHECK(r.exit_code == 137);
-        CHECK(r.elapsed < 2000ms);
+        CHECK(r.elapsed < 3000ms);
         CHECK(processes_running({"sleep", nap(3)}).empty());
     });
 }

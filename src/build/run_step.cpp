@@ -109,6 +109,10 @@ layer::LayerBlob RunContext::run(const recipe::RunStep& step, const oci::ImageMa
 
     std::vector<layer::TarEntry> entries;
     auto lowers = lowerdirs(manifest, config);
+    // Owners as the image sees them: the sandbox's ids, not the host's subordinate ones.
+    layer::OwnerMap owners = [this](std::uint32_t uid, std::uint32_t gid) {
+        return std::pair{ids_.to_sandbox_uid(uid).value_or(65534), ids_.to_sandbox_gid(gid).value_or(65534)};
+    };
     sandbox::RunResult result;
     if (overlay_ && !lowers.empty()) {
         spec.lowerdirs = lowers;
@@ -117,7 +121,7 @@ layer::LayerBlob RunContext::run(const recipe::RunStep& step, const oci::ImageMa
         fs::create_directory(spec.upperdir);
         fs::create_directory(spec.workdir);
         result = sandbox::run(spec, ids_, options_.cancel);
-        if (result.exit_code == 0) entries = layer::diff_overlay_upper(spec.upperdir);
+        if (result.exit_code == 0) entries = layer::diff_overlay_upper(spec.upperdir, owners);
     } else {
         // No overlay (or nothing below): a private copy of the tree, then a diff of two trees.
         auto before = dir.path() / "before";
@@ -135,7 +139,7 @@ layer::LayerBlob RunContext::run(const recipe::RunStep& step, const oci::ImageMa
             }
         }
         result = sandbox::run(spec, ids_, options_.cancel);
-        if (result.exit_code == 0) entries = layer::diff_trees(before, spec.rootfs);
+        if (result.exit_code == 0) entries = layer::diff_trees(before, spec.rootfs, owners);
     }
 
     if (result.exit_code != 0) {
@@ -145,11 +149,6 @@ layer::LayerBlob RunContext::run(const recipe::RunStep& step, const oci::ImageMa
                                              : "failed with exit code " + std::to_string(result.exit_code);
         throw Error(ErrorCategory::invalid_input,
                     std::string(label) + ": run \"" + describe_command(step) + "\" " + how);
-    }
-    // Owners as the image sees them: the sandbox's ids, not the host's subordinate ones.
-    for (auto& e : entries) {
-        e.uid = ids_.to_sandbox_uid(e.uid).value_or(65534);
-        e.gid = ids_.to_sandbox_gid(e.gid).value_or(65534);
     }
     return layer::write_layer(store_, std::move(entries), options_.epoch, options_.compression);
 }

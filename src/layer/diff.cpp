@@ -75,11 +75,14 @@ struct LayerMeta {
     RecordedOwner owner;
 };
 
-LayerMeta layer_meta(const std::string& fs_path, const struct stat& st, const Xattrs& raw) {
+LayerMeta layer_meta(const std::string& fs_path, const struct stat& st, const Xattrs& raw, const OwnerMap* map) {
     LayerMeta meta;
     std::optional<std::string> recorded;
     if (const std::string* v = find(raw, detail::rootless_xattr)) recorded = *v;
-    meta.owner = detail::effective_owner(st.st_uid, st.st_gid, recorded, fs_path);
+    // The owner on disk is a host id; what the image records is the sandbox's (an owner kept in
+    // the xattr is already the image's own).
+    auto [uid, gid] = (map != nullptr && *map) ? (*map)(st.st_uid, st.st_gid) : std::pair{st.st_uid, st.st_gid};
+    meta.owner = detail::effective_owner(uid, gid, recorded, fs_path);
     for (const auto& [name, value] : raw) {
         if (keep_xattr(name)) meta.xattrs.emplace(name, value);
     }
@@ -89,10 +92,10 @@ LayerMeta layer_meta(const std::string& fs_path, const struct stat& st, const Xa
 /// The entry for a file of an upper dir or an `after` tree, with owner and xattrs as the layer
 /// records them; nullopt for sockets.
 std::optional<Scanned> layer_entry(const std::string& fs_path, std::string archive_path, const struct stat& st,
-                                   const Xattrs& raw) {
+                                   const Xattrs& raw, const OwnerMap* map) {
     std::optional<Scanned> s = detail::scan_entry(fs_path, std::move(archive_path), st);
     if (!s) return s;
-    LayerMeta meta = layer_meta(fs_path, st, raw);
+    LayerMeta meta = layer_meta(fs_path, st, raw, map);
     s->entry.uid = meta.owner.uid;
     s->entry.gid = meta.owner.gid;
     s->entry.xattrs = std::move(meta.xattrs);
@@ -152,6 +155,7 @@ void refuse_lower_references(const std::string& fs_path, const Xattrs& xattrs) {
 class UpperWalker {
 public:
     std::vector<Scanned> found;
+    const OwnerMap* map = nullptr;
 
     void walk(const std::string& fs_dir, const std::string& archive_dir) {
         std::vector<std::string> subdirs;
@@ -165,7 +169,7 @@ public:
                 continue;
             }
             refuse_lower_references(fs_path, xattrs);
-            std::optional<Scanned> s = layer_entry(fs_path, path, c.st, xattrs);
+            std::optional<Scanned> s = layer_entry(fs_path, path, c.st, xattrs, map);
             if (!s) continue;
             found.push_back(std::move(*s));
             if (S_ISDIR(c.st.st_mode)) {
@@ -184,13 +188,13 @@ public:
 /// contents are never read, so a regular file rewritten with the same size and the same mtime to
 /// the nanosecond (or whose mtime was put back, as `touch -r` does) counts as unchanged.
 bool differs(const std::string& before_path, const struct stat& b, const std::string& after_path,
-             const struct stat& a) {
+             const struct stat& a, const OwnerMap* map) {
     if ((b.st_mode & 07777) != (a.st_mode & 07777)) return true;
     if (b.st_mtim.tv_sec != a.st_mtim.tv_sec || b.st_mtim.tv_nsec != a.st_mtim.tv_nsec) return true;
     if (!S_ISDIR(a.st_mode) && b.st_size != a.st_size) return true;  // a directory's size means nothing
     if ((S_ISCHR(a.st_mode) || S_ISBLK(a.st_mode)) && b.st_rdev != a.st_rdev) return true;
-    const LayerMeta before = layer_meta(before_path, b, detail::read_xattrs(before_path));
-    const LayerMeta after = layer_meta(after_path, a, detail::read_xattrs(after_path));
+    const LayerMeta before = layer_meta(before_path, b, detail::read_xattrs(before_path), map);
+    const LayerMeta after = layer_meta(after_path, a, detail::read_xattrs(after_path), map);
     if (before.owner.uid != after.owner.uid || before.owner.gid != after.owner.gid) return true;
     if (before.xattrs != after.xattrs) return true;
     if (S_ISLNK(a.st_mode)) {
@@ -205,10 +209,11 @@ bool differs(const std::string& before_path, const struct stat& b, const std::st
 class TreeDiffer {
 public:
     std::vector<Scanned> found;
+    const OwnerMap* map = nullptr;
 
     /// `fs_path` and everything under it, as new entries.
     void add_subtree(const std::string& fs_path, const std::string& path, const struct stat& st) {
-        std::optional<Scanned> s = layer_entry(fs_path, path, st, detail::read_xattrs(fs_path));
+        std::optional<Scanned> s = layer_entry(fs_path, path, st, detail::read_xattrs(fs_path), map);
         if (!s) return;
         found.push_back(std::move(*s));
         if (!S_ISDIR(st.st_mode)) return;
@@ -249,8 +254,8 @@ public:
                 // a whole directory included), so no whiteout is needed.
                 add_subtree(after_path, path, a.st);
             } else {
-                if (differs(before_path, b.st, after_path, a.st)) {
-                    std::optional<Scanned> s = layer_entry(after_path, path, a.st, detail::read_xattrs(after_path));
+                if (differs(before_path, b.st, after_path, a.st, map)) {
+                    std::optional<Scanned> s = layer_entry(after_path, path, a.st, detail::read_xattrs(after_path), map);
                     if (s) found.push_back(std::move(*s));
                 }
                 if (S_ISDIR(a.st.st_mode)) diff_dir(before_path, after_path, path);
@@ -263,20 +268,23 @@ public:
 
 }  // namespace
 
-std::vector<TarEntry> diff_overlay_upper(const std::filesystem::path& upper) {
+std::vector<TarEntry> diff_overlay_upper(const std::filesystem::path& upper, const OwnerMap& owner_map) {
     (void)stat_dir(upper);
     const std::string root = upper.string();
     UpperWalker walker;
+    walker.map = &owner_map;
     // The upper root itself is not an entry (as with scan_tree), but it can be opaque.
     if (is_opaque(detail::read_xattrs(root))) walker.found.push_back(marker(std::string(opaque_marker)));
     walker.walk(root, "");
     return detail::finish_entries(std::move(walker.found));
 }
 
-std::vector<TarEntry> diff_trees(const std::filesystem::path& before, const std::filesystem::path& after) {
+std::vector<TarEntry> diff_trees(const std::filesystem::path& before, const std::filesystem::path& after,
+                                 const OwnerMap& owner_map) {
     (void)stat_dir(before);
     (void)stat_dir(after);
     TreeDiffer differ;
+    differ.map = &owner_map;
     differ.diff_dir(before.string(), after.string(), "");
     return detail::finish_entries(std::move(differ.found));
 }

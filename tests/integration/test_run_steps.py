@@ -258,3 +258,24 @@ def test_sigkill_leaves_no_process_or_mount(runner, tmp_path, busybox_layout):
     recipe2 = write_recipe(runner.ctx, base_recipe(runner, '[[step]]\nrun = "true"\n'), "next.toml")
     runner.give(runner.ctx)
     runner(recipe2)
+
+
+def test_owner_of_a_lower_file_survives_a_later_change(runner, tmp_path):
+    """A file chowned in one step and modified in the next keeps its owner (rootless: the owner
+    travels in user.rootlesscontainers through the extraction cache and the copy-up)."""
+    recipe = write_recipe(runner.ctx, base_recipe(runner, """
+[[step]]
+run = "mkdir /owned && echo one > /owned/f && chown -R 1000:1000 /owned"
+
+[[step]]
+run = "echo two >> /owned/f && touch /owned/new"
+"""))
+    runner.give(runner.ctx)
+    out = runner.home / "out"
+    runner(recipe, "-o", f"oci:{out}:1")
+    rootfs = unpack(out, "1", tmp_path / "bundle")
+    assert (rootfs / "owned/f").read_text() == "one\ntwo\n"
+    st = os.lstat(rootfs / "owned/f")
+    assert (st.st_uid, st.st_gid) == (1000, 1000)
+    st = os.lstat(rootfs / "owned/new")
+    assert (st.st_uid, st.st_gid) == (0, 0)

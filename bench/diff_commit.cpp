@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 
+#include "bench_args.hpp"
 #include "ocibuild/core/error.hpp"
 #include "ocibuild/core/temp_dir.hpp"
 #include "ocibuild/layer/diff.hpp"
@@ -25,63 +26,15 @@
 namespace {
 
 using namespace ocibuild;
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::seconds_since;
 
-struct Args {
-    std::string upper;
-    layer::CompressionOptions compression;
-    std::string store;
-};
-
-[[noreturn]] void usage(const char* message) {
-    std::fprintf(stderr,
-                 "error: %s\nusage: bench_diff_commit UPPER [--compression gzip|zstd|none] [--level N] "
-                 "[--threads N] [--store DIR]\n",
-                 message);
-    std::exit(2);
-}
-
-Args parse(int argc, char** argv) {
-    Args args;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) usage("missing value");
-            return argv[++i];
-        };
-        if (arg == "--compression") {
-            const std::string v = value();
-            if (v == "gzip") {
-                args.compression.kind = oci::Compression::gzip;
-            } else if (v == "zstd") {
-                args.compression.kind = oci::Compression::zstd;
-            } else if (v == "none") {
-                args.compression.kind = oci::Compression::none;
-            } else {
-                usage("unknown compression");
-            }
-        } else if (arg == "--level") {
-            args.compression.level = std::atoi(value().c_str());
-        } else if (arg == "--threads") {
-            args.compression.threads = std::atoi(value().c_str());
-        } else if (arg == "--store") {
-            args.store = value();
-        } else if (args.upper.empty() && !arg.starts_with("-")) {
-            args.upper = arg;
-        } else {
-            usage("unexpected argument");
-        }
-    }
-    if (args.upper.empty()) usage("missing UPPER");
-    return args;
-}
-
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+bench::LayerArgs parse(int argc, char** argv) { return bench::parse_layer_args(argc, argv, "bench_diff_commit", "UPPER"); }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    const Args args = parse(argc, argv);
+    const auto args = parse(argc, argv);
     try {
         std::optional<core::TempDir> temp;
         std::string store_dir = args.store;
@@ -92,7 +45,7 @@ int main(int argc, char** argv) {
         const auto store = store::Store::open(store_dir);
 
         const auto t0 = Clock::now();
-        auto entries = layer::diff_overlay_upper(args.upper);
+        auto entries = layer::diff_overlay_upper(args.input);
         const double diff_s = seconds_since(t0);
         const std::size_t count = entries.size();
 

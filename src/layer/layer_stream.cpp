@@ -1,8 +1,9 @@
 #include "layer_stream.hpp"
 
 #include <sys/stat.h>
+#include <isa-l/crc.h>
+#include <isa-l/igzip_lib.h>
 #include <unistd.h>
-#include <zlib.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -11,6 +12,8 @@
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <limits>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -35,7 +38,6 @@ class Decoder {
 public:
     Decoder(int fd, std::string what) : fd_(fd), what_(std::move(what)), in_(input_chunk) {}
     ~Decoder() {
-        if (z_init_) inflateEnd(&z_);
         if (zs_ != nullptr) ZSTD_freeDCtx(zs_);
     }
     Decoder(const Decoder&) = delete;
@@ -87,8 +89,8 @@ private:
         const auto* p = in_.data();
         if (in_end_ >= 2 && p[0] == 0x1f && p[1] == 0x8b) {
             kind_ = Kind::gzip;
-            if (inflateInit2(&z_, 15 + 32) != Z_OK) throw Error(ErrorCategory::internal, "cannot start zlib");
-            z_init_ = true;
+            gz_ = std::make_unique<inflate_state>();
+            start_gzip_member();
         } else if (in_end_ >= 4 && p[0] == 0x28 && p[1] == 0xb5 && p[2] == 0x2f && p[3] == 0xfd) {
             kind_ = Kind::zstd;
             zs_ = ZSTD_createDCtx();
@@ -113,27 +115,137 @@ private:
         }
     }
 
+    /// The member's header is parsed here (FEXTRA, FNAME, FCOMMENT skipped, FHCRC checked): ISA-L
+    /// 2.30's own parsing (ISAL_GZIP) gets the header CRC wrong when the header is split across
+    /// calls. The deflate data and the trailer go to isal_inflate with ISAL_GZIP_NO_HDR_VER, which
+    /// checks the CRC32 and ISIZE after the data.
+    void start_gzip_member() {
+        hdr_state_ = Header::fixed;
+        hdr_count_ = 0;
+        hdr_need_ = 10;
+        hdr_crc_ = 0;
+        isal_inflate_init(gz_.get());
+        gz_->crc_flag = ISAL_GZIP_NO_HDR_VER;
+        gz_->hist_bits = 0;  // the full 32 KiB window
+    }
+
+    /// Consumes header bytes from in_; true once the header is complete.
+    bool parse_gzip_header() {
+        while (hdr_state_ != Header::done) {
+            if (in_pos_ == in_end_) return false;
+            const std::uint8_t c = in_[in_pos_++];
+            if (hdr_state_ != Header::hcrc) hdr_crc_ = crc32_gzip_refl(hdr_crc_, &c, 1);
+            switch (hdr_state_) {
+                case Header::fixed:
+                    hdr_fixed_[hdr_count_++] = c;
+                    if (hdr_count_ < 10) break;
+                    if (hdr_fixed_[0] != 0x1f || hdr_fixed_[1] != 0x8b)
+                        corrupt("corrupt gzip stream: incorrect header check");
+                    if (hdr_fixed_[2] != 8) corrupt("corrupt gzip stream: unknown compression method");
+                    if ((hdr_fixed_[3] & 0xe0) != 0) corrupt("corrupt gzip stream: unknown header flags set");
+                    hdr_count_ = 0;
+                    next_header_field();
+                    break;
+                case Header::extra_len:
+                    hdr_need_ |= std::uint32_t{c} << (8 * hdr_count_++);
+                    if (hdr_count_ == 2) {
+                        hdr_count_ = 0;
+                        hdr_state_ = Header::extra;
+                        if (hdr_need_ == 0) next_header_field();
+                    }
+                    break;
+                case Header::extra:
+                    if (++hdr_count_ == hdr_need_) next_header_field();
+                    break;
+                case Header::name:
+                case Header::comment:
+                    if (c == 0) next_header_field();
+                    break;
+                case Header::hcrc:
+                    hdr_need_ |= std::uint32_t{c} << (8 * hdr_count_++);
+                    if (hdr_count_ == 2) {
+                        if (hdr_need_ != (hdr_crc_ & 0xffff)) corrupt("corrupt gzip stream: header crc mismatch");
+                        hdr_state_ = Header::done;
+                    }
+                    break;
+                case Header::done: break;
+            }
+        }
+        return true;
+    }
+
+    /// Moves on to the first header field still to come after the current one.
+    void next_header_field() {
+        const std::uint8_t flags = hdr_fixed_[3];
+        hdr_count_ = 0;
+        hdr_need_ = 0;
+        switch (hdr_state_) {
+            case Header::fixed:
+                if ((flags & 0x04) != 0) {
+                    hdr_state_ = Header::extra_len;
+                    return;
+                }
+                [[fallthrough]];
+            case Header::extra_len:
+            case Header::extra:
+                if ((flags & 0x08) != 0) {
+                    hdr_state_ = Header::name;
+                    return;
+                }
+                [[fallthrough]];
+            case Header::name:
+                if ((flags & 0x10) != 0) {
+                    hdr_state_ = Header::comment;
+                    return;
+                }
+                [[fallthrough]];
+            case Header::comment:
+                if ((flags & 0x02) != 0) {
+                    hdr_state_ = Header::hcrc;
+                    return;
+                }
+                [[fallthrough]];
+            default: hdr_state_ = Header::done;
+        }
+    }
+
+    static const char* isal_message(int rc) {
+        switch (rc) {
+            case ISAL_INVALID_BLOCK: return "invalid deflate block";
+            case ISAL_INVALID_SYMBOL: return "invalid deflate symbol";
+            case ISAL_INVALID_LOOKBACK: return "invalid lookback distance";
+            case ISAL_INCORRECT_CHECKSUM: return "checksum mismatch (CRC32 or size in the trailer)";
+            default: return "inflate failed";
+        }
+    }
+
     std::size_t read_gzip(char* out, std::size_t cap) {
+        cap = std::min<std::size_t>(cap, std::numeric_limits<std::uint32_t>::max());
         for (;;) {
             if (in_pos_ == in_end_ && !eof_) refill();
             if (member_done_) {
+                // Another gzip member follows (pigz, concatenated streams); anything else after a
+                // member is an error, as with zlib.
                 if (in_pos_ == in_end_ && eof_) return 0;
-                inflateReset(&z_);  // another gzip member follows (pigz, concatenated streams)
+                start_gzip_member();
                 member_done_ = false;
             }
-            z_.next_in = in_.data() + in_pos_;
-            z_.avail_in = static_cast<uInt>(in_end_ - in_pos_);
-            z_.next_out = reinterpret_cast<Bytef*>(out);
-            z_.avail_out = static_cast<uInt>(cap);
-            const int rc = inflate(&z_, Z_NO_FLUSH);
-            in_pos_ = in_end_ - z_.avail_in;
-            const std::size_t produced = cap - z_.avail_out;
-            if (rc == Z_STREAM_END) {
+            if (!parse_gzip_header()) {
+                if (eof_) corrupt("truncated gzip stream");
+                continue;
+            }
+            gz_->next_in = in_.data() + in_pos_;
+            gz_->avail_in = static_cast<std::uint32_t>(in_end_ - in_pos_);
+            gz_->next_out = reinterpret_cast<std::uint8_t*>(out);
+            gz_->avail_out = static_cast<std::uint32_t>(cap);
+            const int rc = isal_inflate(gz_.get());
+            in_pos_ = in_end_ - gz_->avail_in;
+            const std::size_t produced = cap - gz_->avail_out;
+            if (rc < 0 || rc == ISAL_NEED_DICT) corrupt(std::string("corrupt gzip stream: ") + isal_message(rc));
+            if (gz_->block_state == ISAL_BLOCK_FINISH) {
                 member_done_ = true;
-            } else if (rc == Z_BUF_ERROR) {
-                if (produced == 0 && in_pos_ == in_end_ && eof_) corrupt("truncated gzip stream");
-            } else if (rc != Z_OK) {
-                corrupt(std::string("corrupt gzip stream: ") + (z_.msg != nullptr ? z_.msg : zError(rc)));
+            } else if (produced == 0 && in_pos_ == in_end_ && eof_) {
+                corrupt("truncated gzip stream");
             }
             if (produced > 0) return produced;
         }
@@ -166,8 +278,13 @@ private:
     bool eof_ = false;
     bool done_ = false;
     Kind kind_ = Kind::unknown;
-    z_stream z_{};
-    bool z_init_ = false;
+    std::unique_ptr<inflate_state> gz_;  // ~40 KiB: on the heap
+    enum class Header { fixed, extra_len, extra, name, comment, hcrc, done };
+    Header hdr_state_ = Header::fixed;
+    std::uint8_t hdr_fixed_[10] = {};
+    std::uint32_t hdr_count_ = 0;
+    std::uint32_t hdr_need_ = 0;
+    std::uint32_t hdr_crc_ = 0;
     bool member_done_ = false;
     ZSTD_DCtx* zs_ = nullptr;
     bool zs_frame_done_ = false;

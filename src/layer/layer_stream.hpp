@@ -7,7 +7,8 @@
 //   for (auto chunk = source->next(); !chunk.empty(); chunk = source->next()) use(chunk);
 //   core::Digest diff_id = source->finish();
 //
-// gzip (zlib, concatenated members too), zstd or plain tar, told apart by the magic bytes.
+// gzip (ISA-L isal_inflate, concatenated members too, each trailer checked), zstd or plain tar,
+// told apart by the magic bytes.
 // Blobs over 4 MiB are decompressed on a second thread, up to 4 MiB ahead of the consumer, so that
 // inflate and the filesystem work overlap; smaller ones on the caller's thread.
 #include <memory>

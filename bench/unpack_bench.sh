@@ -23,8 +23,9 @@
 #
 # Every run unpacks into a fresh destination (and the first ocibuild row into a fresh store, so
 # the import of the layout's blobs into the store is timed; the second row reuses a store that
-# already holds them). Removing the previous destination and a sync happen before each timed
-# command, untimed; the page cache is warm (the blobs are read first).
+# already holds them). A sync happens before each timed command; destinations are deleted only
+# after each round, followed by a sync and a 5 s pause; the page cache is warm (the blobs are read
+# first).
 #
 # Installs nothing: without umoci the peer row is skipped with a note (apt-get install umoci).
 set -euo pipefail
@@ -193,7 +194,7 @@ WORK=$(mktemp -d "${BENCH_WORK:-/var/tmp}/ocibuild-unpackbench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
 measure() {  # measure PREP CMD: PREP and a sync (untimed), then CMD once; sets M_WALL (s), M_RSS (KB)
-    bash -c "$1"
+    [[ -z $1 ]] || bash -c "$1"
     sync
     /usr/bin/time -f '%e %M' -o "$WORK/time" bash -c "$2" >/dev/null
     read -r M_WALL M_RSS <"$WORK/time"
@@ -209,24 +210,24 @@ echo "unpack benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(uname -m), $NPROC core
 echo "  cpu: $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "  image $LAYOUT:$TAG: ${#BLOBS[@]} gzip layers, $(awk -v b="$comp_bytes" 'BEGIN { printf "%.1f", b / 1e6 }') MB compressed," \
      "$(awk -v b="$tar_bytes" 'BEGIN { printf "%.1f", b / 1e6 }') MB of uncompressed tar"
-echo "  destinations: $WORK ($(findmnt -n -o FSTYPE -T "$WORK"))"
+echo "  destinations: $WORK ($(findmnt -n -o FSTYPE -T "$WORK" | head -1))"
 
 ROWS=() PREPS=() CMDS=()
 row() { ROWS+=("$1"); PREPS+=("$2"); CMDS+=("$3"); }
-row "ocibuild unpack (fresh store)" "rm -rf '$WORK/dest' '$WORK/store'" \
-    "exec '$OCIBUILD' unpack -q --store '$WORK/store' 'oci:$LAYOUT:$TAG' '$WORK/dest'"
-row "ocibuild unpack (blobs already in store)" "rm -rf '$WORK/dest'" \
-    "exec '$OCIBUILD' unpack -q --store '$WORK/warm-store' 'oci:$LAYOUT:$TAG' '$WORK/dest'"
+row "ocibuild unpack (fresh store)" "" \
+    "exec '$OCIBUILD' unpack -q --store '$WORK/r/store' 'oci:$LAYOUT:$TAG' '$WORK/r/dest1'"
+row "ocibuild unpack (blobs already in store)" "" \
+    "exec '$OCIBUILD' unpack -q --store '$WORK/warm-store' 'oci:$LAYOUT:$TAG' '$WORK/r/dest2'"
 PEER=1
 if have umoci; then
-    row "umoci unpack" "rm -rf '$WORK/bundle'" "exec umoci unpack --image '$LAYOUT:$TAG' '$WORK/bundle'"
+    row "umoci unpack" "" "exec umoci unpack --image '$LAYOUT:$TAG' '$WORK/r/bundle'"
 else
     PEER=0
     note "umoci not installed (apt-get install umoci): peer row skipped"
 fi
 floor=""
-for b in "${BLOBS[@]}"; do floor+="tar -C '$WORK/floor' -xzf '$b' && "; done
-row "tar -xzf of each layer (floor)" "rm -rf '$WORK/floor'; mkdir '$WORK/floor'" "${floor}true"
+for b in "${BLOBS[@]}"; do floor+="tar -C '$WORK/r/floor' -xzf '$b' && "; done
+row "tar -xzf of each layer (floor)" "mkdir '$WORK/r/floor'" "${floor}true"
 # The store the second row reads, filled once (untimed).
 "$OCIBUILD" unpack -q --store "$WORK/warm-store" "oci:$LAYOUT:$TAG" "$WORK/warm-prep"
 rm -rf "$WORK/warm-prep"
@@ -234,12 +235,17 @@ rm -rf "$WORK/warm-prep"
 declare -A WALLS RSS WALL
 for ((r = 1; r <= RUNS; r++)); do
     echo "  round $r/$RUNS ..."
+    mkdir -p "$WORK/r"
     for ((i = 0; i < ${#ROWS[@]}; i++)); do
         measure "${PREPS[i]}" "${CMDS[i]}"
         WALLS[${ROWS[i]}]+=" $M_WALL"
         [[ ${RSS[${ROWS[i]}]:-0} -ge $M_RSS ]] || RSS[${ROWS[i]}]=$M_RSS
     done
-    rm -rf "$WORK/dest" "$WORK/bundle" "$WORK/floor" "$WORK/store"
+    # Deleted only after the round, then a pause: freeing 600 MB (journal, and discard on a disk
+    # mounted with it) must not run into the next timed command.
+    rm -rf "$WORK/r"
+    sync
+    sleep 5
 done
 
 echo
@@ -249,8 +255,9 @@ for row in "${ROWS[@]}"; do
     # shellcheck disable=SC2086
     wall=$(median ${WALLS[$row]})
     WALL[$row]=$wall
-    printf '  %-42s %7s %8s %7d\n' "$row" "$wall" \
-        "$(awk -v b="$tar_bytes" -v w="$wall" 'BEGIN { printf "%.0f", (w > 0) ? b / 1e6 / w : 0 }')" "$((RSS[$row] / 1024))"
+    printf '  %-42s %7s %8s %7d   (%s)\n' "$row" "$wall" \
+        "$(awk -v b="$tar_bytes" -v w="$wall" 'BEGIN { printf "%.0f", (w > 0) ? b / 1e6 / w : 0 }')" "$((RSS[$row] / 1024))" \
+        "${WALLS[$row]# }"
 done
 
 ratio() {  # ratio A B: wall A / wall B

@@ -80,7 +80,13 @@ std::vector<fs::path> RunContext::lowerdirs(const oci::ImageManifest& manifest, 
     for (std::size_t i = 0; i < manifest.layers.size(); ++i)
         dirs.push_back(cache_->get(store_, manifest.layers[i], config.diff_ids.at(i)));
     std::reverse(dirs.begin(), dirs.end());  // overlay wants the top-most first
-    return dirs;
+    // The same layer twice (two steps that changed the same things, e.g. two empty layers) is one
+    // cache folder, which overlay refuses to stack twice (ELOOP). Only the top-most copy matters:
+    // everything the lower copy adds, removes or makes opaque, the upper copy does again above it.
+    std::vector<fs::path> unique;
+    for (const auto& d : dirs)
+        if (std::find(unique.begin(), unique.end(), d) == unique.end()) unique.push_back(d);
+    return unique;
 }
 
 layer::LayerBlob RunContext::run(const recipe::RunStep& step, const oci::ImageManifest& manifest,

@@ -279,3 +279,16 @@ run = "echo two >> /owned/f && touch /owned/new"
     assert (st.st_uid, st.st_gid) == (1000, 1000)
     st = os.lstat(rootfs / "owned/new")
     assert (st.st_uid, st.st_gid) == (0, 0)
+
+
+def test_identical_layers_in_a_row(runner, tmp_path):
+    """Steps that change nothing give identical layers, which must stack (one extracted folder)."""
+    recipe = write_recipe(runner.ctx, base_recipe(runner, "".join(
+        '[[step]]\nrun = "true"\n\n' for _ in range(5)) + '[[step]]\nrun = "echo done > /done"\n'))
+    runner.give(runner.ctx)
+    out = runner.home / "out"
+    runner(recipe, "-o", f"oci:{out}:1")
+    _, manifest = read_layout_manifest(out, "1")
+    assert len({l["digest"] for l in manifest["layers"][-6:-1]}) == 1
+    rootfs = unpack(out, "1", tmp_path / "bundle")
+    assert (rootfs / "done").read_text() == "done\n"

@@ -2,7 +2,7 @@
 # Builds the layer apply fuzz target with clang (libFuzzer, AddressSanitizer, UBSan) in a build
 # folder of its own and fuzzes for a bounded time, starting from a copy of the seed corpus.
 #
-#   tests/fuzz/run.sh [SECONDS]     default 60; FUZZ_BUILD=DIR picks the build folder
+#   tests/fuzz/run.sh [SECONDS]     default 60; FUZZ_BUILD=DIR picks the build folder (default build-fuzz/)
 #
 # A crash leaves its input in the work folder printed at the end: copy it into tests/fuzz/corpus/
 # and the ordinary unit test run (fuzz_apply_replay) replays it from then on.
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 seconds=${1:-60}
-build=${FUZZ_BUILD:-${TMPDIR:-/tmp}/ocibuild-build-fuzz}
+build=${FUZZ_BUILD:-build-fuzz}  # inside this checkout (ignored by git), so it builds these sources
 command -v clang++ >/dev/null || { echo "run.sh: clang++ is needed (apt-get install clang libclang-rt-14-dev)" >&2; exit 2; }
 
 if [ ! -f "$build/build.ninja" ]; then

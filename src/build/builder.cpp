@@ -40,9 +40,18 @@ std::string image_relative(std::string_view abs) {
     return out;
 }
 
-// A copy step as layer entries: the parents of the destination as plain 0755 root directories,
-// then the copied tree with the step's owner (root by default, as Docker's COPY) and mode.
-std::vector<layer::TarEntry> copy_entries(const recipe::CopyStep& copy) {
+// What the layers below a copy step are known to hold, to decide which parent directories of its
+// destination the layer must carry.
+struct KnownTree {
+    bool opaque = false;              // a base image or a run step lies below: contents unknown
+    std::set<std::string> dirs;       // directories earlier copy steps of this build created
+};
+
+// A copy step as layer entries: the copied tree with the step's owner (root by default, as Docker's
+// COPY) and mode. A parent directory of the destination becomes an entry (0755, root) only when
+// the layers below certainly lack it; over a base image it would replace the base's own directory
+// (a /tmp losing its sticky bit), so it is left out and extractors create it if missing (0755).
+std::vector<layer::TarEntry> copy_entries(const recipe::CopyStep& copy, KnownTree& known) {
     struct stat st {};
     if (::lstat(copy.source.c_str(), &st) != 0) core::throw_errno("cannot read " + copy.source.string());
     bool source_is_dir = S_ISDIR(st.st_mode);
@@ -52,6 +61,7 @@ std::vector<layer::TarEntry> copy_entries(const recipe::CopyStep& copy) {
     }
     std::vector<layer::TarEntry> entries;
     for (std::size_t slash = dest.find('/'); slash != std::string::npos; slash = dest.find('/', slash + 1)) {
+        if (known.opaque || !known.dirs.insert(dest.substr(0, slash)).second) continue;
         layer::TarEntry parent;
         parent.path = dest.substr(0, slash);
         parent.type = layer::EntryType::directory;
@@ -85,6 +95,7 @@ std::vector<layer::TarEntry> copy_entries(const recipe::CopyStep& copy) {
         e.uid = owner.uid;
         e.gid = owner.gid;
         if (copy.mode && e.type == layer::EntryType::regular) e.mode = *copy.mode;
+        if (e.type == layer::EntryType::directory) known.dirs.insert(e.path);
         entries.push_back(std::move(e));
     }
     return entries;
@@ -183,6 +194,7 @@ BuiltImage build_image(const recipe::Recipe& recipe, const store::Store& store, 
     config.created = created;
 
     std::unique_ptr<detail::RunContext> runner;  // set up on the first run step
+    KnownTree known{!manifest.layers.empty(), {}};
     for (std::size_t i = 0; i < recipe.steps.size(); ++i) {
         const auto& step = recipe.steps[i];
         auto label = "step " + std::to_string(i + 1) + "/" + total + " (" + position(step.pos) + ")";
@@ -191,7 +203,7 @@ BuiltImage build_image(const recipe::Recipe& recipe, const store::Store& store, 
         if (const auto* copy = std::get_if<recipe::CopyStep>(&step.action)) {
             log(label + ": copy " + copy->from + " -> " + copy->to);
             blob = core::with_context(label, [&] {
-                return layer::write_layer(store, copy_entries(*copy), options.epoch, options.compression);
+                return layer::write_layer(store, copy_entries(*copy, known), options.epoch, options.compression);
             });
             created_by = "ocibuild copy " + copy->from + " " + copy->to;
         } else {
@@ -200,6 +212,7 @@ BuiltImage build_image(const recipe::Recipe& recipe, const store::Store& store, 
             log(label + ": run " + command);
             if (!runner) runner = std::make_unique<detail::RunContext>(store, options);
             blob = runner->run(run, manifest, config, label);
+            known.opaque = true;
             created_by = "ocibuild run " + command;
         }
         manifest.layers.push_back(blob.descriptor);

@@ -313,3 +313,30 @@ ref = "oci:{busybox_layout}:1"
     proc = ocibuild.build(recipe, check=False)
     assert proc.returncode == 1
     assert "base image is linux/amd64 but the recipe builds linux/arm64" in proc.stderr
+
+
+def test_copy_into_an_existing_base_directory_keeps_its_mode(ocibuild, tmp_path, busybox_layout):
+    """Copying to /tmp/x must not reset the base's /tmp (1777) to a plain 0755 directory."""
+    need("umoci")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "x").write_text("x\n")
+    recipe = write_recipe(ctx, f"""
+[base]
+ref = "oci:{busybox_layout}:1"
+
+[[step]]
+copy = {{ from = "x", to = "/tmp/x" }}
+
+[[step]]
+copy = {{ from = "x", to = "/new/dir/x" }}
+""")
+    out = tmp_path / "out"
+    ocibuild.build(recipe, f"oci:{out}:1")
+    bundle = tmp_path / "bundle"
+    run(["umoci", "unpack", "--image", f"{out}:1", bundle])
+    rootfs = bundle / "rootfs"
+    assert stat.S_IMODE(os.lstat(rootfs / "tmp").st_mode) == 0o1777
+    assert (rootfs / "tmp/x").read_text() == "x\n"
+    assert (rootfs / "new/dir/x").read_text() == "x\n"
+    assert stat.S_ISDIR(os.lstat(rootfs / "new/dir").st_mode)

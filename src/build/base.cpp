@@ -151,7 +151,7 @@ oci::Descriptor import_local_image(const std::filesystem::path& path, std::strin
 
 BaseImage load_base(const recipe::BaseSpec& spec, const oci::Platform& platform, const store::Store& store,
                     registry::RegistryClient* registry) {
-    auto where = spec.pos.file + ":" + std::to_string(spec.pos.line) + ":" + std::to_string(spec.pos.column);
+    auto where = recipe::to_string(spec.pos);
     return core::with_context(where + ": base " + spec.ref, [&]() -> BaseImage {
         switch (spec.kind) {
             case recipe::BaseSpec::Kind::scratch: {

@@ -17,10 +17,6 @@ using core::Error;
 using core::ErrorCategory;
 namespace fs = std::filesystem;
 
-std::string position(const recipe::SourcePos& pos) {
-    return pos.file + ":" + std::to_string(pos.line) + ":" + std::to_string(pos.column);
-}
-
 // "/a/b/c" → "a/b/c"; "/" → "".
 std::string image_relative(std::string_view abs) {
     std::string out;
@@ -172,7 +168,7 @@ void check_supported(const recipe::Recipe& recipe) {
     for (std::size_t i = 0; i < recipe.steps.size(); ++i) {
         const auto& step = recipe.steps[i];
         if (std::holds_alternative<recipe::CondaStep>(step.action))
-            throw Error(ErrorCategory::unsupported, position(step.pos) + ": step " + std::to_string(i + 1) + ": " +
+            throw Error(ErrorCategory::unsupported, recipe::to_string(step.pos) + ": step " + std::to_string(i + 1) + ": " +
                                                         std::string(step.kind()) + " steps are not supported yet");
     }
 }
@@ -197,7 +193,7 @@ BuiltImage build_image(const recipe::Recipe& recipe, const store::Store& store, 
     KnownTree known{!manifest.layers.empty(), {}};
     for (std::size_t i = 0; i < recipe.steps.size(); ++i) {
         const auto& step = recipe.steps[i];
-        auto label = "step " + std::to_string(i + 1) + "/" + total + " (" + position(step.pos) + ")";
+        auto label = "step " + std::to_string(i + 1) + "/" + total + " (" + recipe::to_string(step.pos) + ")";
         layer::LayerBlob blob;
         std::string created_by;
         if (const auto* copy = std::get_if<recipe::CopyStep>(&step.action)) {

@@ -94,13 +94,9 @@ layer::LayerBlob RunContext::run(const recipe::RunStep& step, const oci::ImageMa
     StepDir dir(work_ / "tmp");
     sandbox::RunSpec spec;
     spec.argv = step.argv;
-    spec.env = config.config.env;
-    for (const auto& [k, v] : step.env) {
-        std::string entry = k + "=" + v;
-        auto same = std::find_if(spec.env.begin(), spec.env.end(), [&](const std::string& e) { return e.starts_with(k + "="); });
-        if (same != spec.env.end()) *same = entry;
-        else spec.env.push_back(entry);
-    }
+    oci::ContainerConfig with_step_env = config.config;
+    for (const auto& [k, v] : step.env) with_step_env.set_env(k, v);
+    spec.env = std::move(with_step_env.env);
     spec.cwd = !step.workdir.empty() ? step.workdir : !config.config.working_dir.empty() ? config.config.working_dir : "/";
     spec.user = !step.user.empty() ? step.user : config.config.user;
     spec.network = step.network != "none";

@@ -59,17 +59,12 @@ int run_login(LoginArgs& args) {
     }
     if (password.empty()) throw UsageError("empty password");
     args.flags.quiet = true;
-    args.flags.creds.clear();
     auto store = args.flags.credential_store();
-    // Check the credentials against the registry before storing them.
-    registry::ClientOptions checked;
-    checked.insecure_registries.insert(args.flags.insecure.begin(), args.flags.insecure.end());
-    std::vector<std::filesystem::path> dirs(args.flags.cert_dirs.begin(), args.flags.cert_dirs.end());
-    dirs.insert(dirs.end(), checked.cert_dirs.begin(), checked.cert_dirs.end());
-    checked.cert_dirs = dirs;
-    checked.explicit_credentials[host] = registry::Credential{args.username, password, {}};
-    registry::RegistryClient verifier(std::move(checked));
-    core::with_context("logging in to " + host, [&] { verifier.check_auth(host); });
+    // Check the credentials against the registry before storing them (the flags' client, with
+    // these credentials ahead of any stored ones).
+    args.flags.creds = args.username + ":" + password;
+    auto verifier = args.flags.make_client({host});
+    core::with_context("logging in to " + host, [&] { verifier->check_auth(host); });
     store.login(key, registry::Credential{args.username, password, {}});
     std::cerr << "Login Succeeded (credentials in " << store.login_file().string() << ")\n";
     return 0;

@@ -17,6 +17,10 @@ RecipeError::RecipeError(std::vector<Diagnostic> diagnostics)
     : core::Error(core::ErrorCategory::invalid_input, detail::render(diagnostics)),
       diagnostics_(std::move(diagnostics)) {}
 
+std::string to_string(const SourcePos& pos) {
+    return pos.file + ":" + std::to_string(pos.line) + ":" + std::to_string(pos.column);
+}
+
 std::string_view Step::kind() const {
     switch (action.index()) {
         case 0: return "copy";

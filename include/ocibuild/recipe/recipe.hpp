@@ -25,6 +25,9 @@ struct SourcePos {
     int column = 0;    // 1-based
 };
 
+/// "file:line:column", how messages point at a recipe position.
+[[nodiscard]] std::string to_string(const SourcePos& pos);
+
 struct Diagnostic {
     SourcePos pos;
     std::string message;

@@ -6,6 +6,7 @@
 //   [base]    ref = "scratch" | "oci:DIR[:TAG]" | "oci-archive:FILE[:TAG]" | registry reference
 //   [[step]]  copy = { from, to, mode?, owner? } | run = "..." | [step.conda] ...
 //   [config]  env, workdir, entrypoint, cmd, user, labels, ports, volumes, stop_signal
+//   [conda]   channel_alias, mirrors
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -83,9 +84,20 @@ struct RunStep {
 };
 
 struct CondaStep {
-    std::string prefix;
-    std::vector<std::string> channels;
-    std::vector<std::string> packages;
+    std::string prefix;                  // absolute path in the image, e.g. "/opt/conda"
+    std::vector<std::string> channels;   // highest priority first, as written
+    std::vector<std::string> packages;   // match specs, as written (checked at parse time)
+    /// Overrides of virtual packages (`__cuda = "12.4"`; "" = absent), over what the base image
+    /// says; CONDA_OVERRIDE_* in the environment still win.
+    std::map<std::string, std::string> virtual_packages;
+    std::string channel_priority = "strict";  // "strict" | "flexible" | "disabled"
+    SourcePos packages_pos;  // of `packages`, for lock-mismatch messages
+};
+
+/// [conda]: where channels live, for every conda step (like .condarc's channel_alias, mirrors).
+struct CondaSection {
+    std::string channel_alias;  // empty = https://conda.anaconda.org
+    std::map<std::string, std::vector<std::string>> mirrors;  // URL prefix → replacement prefixes
 };
 
 struct Step {
@@ -129,6 +141,7 @@ struct Recipe {
     BaseSpec base;
     std::vector<Step> steps;
     ConfigSection config;
+    CondaSection conda;
 };
 
 /// Parses and validates `file`. Throws RecipeError (all mistakes, exit code 2 in the CLI) or

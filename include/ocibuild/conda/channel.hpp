@@ -27,7 +27,7 @@ struct Channel {
 
     /// Parses a channel as written. Bare names and `name/label/x` use config.channel_alias; a
     /// relative or absolute local path (`./chan`, `/srv/chan`, `~` not expanded) is resolved
-    /// against `base_dir` and becomes a file:// URL. Throws core::Error(invalid_argument) naming
+    /// against `base_dir` and becomes a file:// URL. Throws core::Error(invalid_input) naming
     /// the text for an empty or malformed channel.
     [[nodiscard]] static Channel parse(std::string_view text, const ChannelConfig& config,
                                        const std::filesystem::path& base_dir);

@@ -49,7 +49,7 @@ public:
     /// Parses repodata JSON. Takes the text by value so it can be padded for simdjson without a
     /// copy when capacity allows (reserve size + 64). `subdir_url` is where the file came from
     /// ("https://…/conda-forge/linux-64/"), `channel_url` goes into every record, `source` names
-    /// the file or URL in errors: core::Error(invalid_argument) "<source>: byte N: <what>".
+    /// the file or URL in errors: core::Error(invalid_input) "<source>: byte N: <what>".
     [[nodiscard]] static RepoData parse(std::string json, std::string subdir_url, std::string channel_url,
                                         std::string_view source);
 

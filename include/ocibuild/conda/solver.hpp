@@ -37,11 +37,11 @@ struct SolveRequest {
 /// "no package named 'torchx' in conda-forge (linux-64, noarch)".
 class SolveError : public core::Error {
 public:
-    explicit SolveError(std::string message) : core::Error(core::ErrorCategory::invalid_argument, std::move(message)) {}
+    explicit SolveError(std::string message) : core::Error(core::ErrorCategory::invalid_input, std::move(message)) {}
 };
 
 /// The packages to install (virtual packages excluded), sorted by name. Deterministic: the same
-/// inputs give the same answer. Throws SolveError, or core::Error(invalid_argument) for a spec
+/// inputs give the same answer. Throws SolveError, or core::Error(invalid_input) for a spec
 /// that does not parse (naming the spec and the character).
 [[nodiscard]] std::vector<PackageRecord> solve(const SolveRequest& request);
 

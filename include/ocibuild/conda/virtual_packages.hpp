@@ -41,7 +41,7 @@ struct VirtualPackageSet {
 /// Defaults: __unix always; __linux 4.18 (the kernel is the runtime host's, unknown at build
 /// time); __archspec 1 with build = the platform's plain arch (x86_64, aarch64, ...); __glibc from
 /// facts, absent when the base has none; __cuda from CUDA_VERSION, else absent. Throws
-/// core::Error(invalid_argument) for an override whose version does not parse.
+/// core::Error(invalid_input) for an override whose version does not parse.
 [[nodiscard]] VirtualPackageSet virtual_packages(const TargetFacts& facts,
                                                  const std::map<std::string, std::string>& recipe_overrides,
                                                  const std::map<std::string, std::string>& override_env);

@@ -98,6 +98,8 @@ def _index_json(record: dict) -> dict:
     }
     if record.get("noarch"):
         index["noarch"] = record["noarch"]
+    if record.get("track_features"):
+        index["track_features"] = record["track_features"]
     if record.get("python_site_packages_path"):
         index["python_site_packages_path"] = record["python_site_packages_path"]
     return index
@@ -188,12 +190,17 @@ def _zip_info(name: str) -> zipfile.ZipInfo:
 
 
 def write_artifact(subdir_dir: Path, record: dict, files: dict, fmt: str = "conda", legacy: bool = False) -> Path:
-    """Writes <name>-<version>-<build>.<fmt> into subdir_dir and returns its path."""
+    """Writes <name>-<version>-<build>.<fmt> into subdir_dir and returns its path. A record["fn"]
+    names the file instead, and its suffix (.conda or .tar.bz2) picks the format."""
     subdir_dir = Path(subdir_dir)
     subdir_dir.mkdir(parents=True, exist_ok=True)
     payload = _normalise(files)
     info = _info_files(record, payload, legacy)
     stem = f"{record['name']}-{record['version']}-{record['build']}"
+    fn = record.get("fn")
+    if fn:
+        fmt = "tar.bz2" if fn.endswith(".tar.bz2") else "conda" if fn.endswith(".conda") else fmt
+        stem = fn[: -len(".tar.bz2")] if fmt == "tar.bz2" else fn[: -len(".conda")] if fmt == "conda" else stem
     if fmt == "conda":
         path = subdir_dir / f"{stem}.conda"
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:

@@ -11,7 +11,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
-#include <queue>
+#include <tuple>
 #include <set>
 #include <unordered_set>
 
@@ -279,17 +279,41 @@ void PoolContext::add_solvables(const std::vector<std::vector<Loaded>>& loaded) 
         }
     }
 
+    // Every usable record becomes a candidate first, so that ties can be ranked by what the
+    // candidates depend on before any solvable (and its evr) exists.
+    const auto& channels = request_.channels;
+    const std::size_t channel_count = channels.size();
+    std::vector<std::vector<Candidate>> pending(loaded.size());
+    for (std::size_t n = 0; n < loaded.size(); ++n) {
+        for (std::size_t k = 0; k < loaded[n].size(); ++k) {
+            const Loaded& l = loaded[n][k];
+            const std::uint32_t vs = string_of[n][k];
+            if (!usable[n][vs]) continue;  // a version conda cannot order is never a candidate
+            Candidate cand;
+            cand.repo = l.repo;
+            cand.index = l.index;
+            cand.channel = l.channel;
+            cand.name = static_cast<std::uint32_t>(n);
+            cand.version_string = vs;
+            cand.version_rank = rank_of[n][vs];
+            cand.version = names_[n].version_strings[vs];
+            cand.build = l.repo->build(l.index);
+            cand.build_number = l.repo->build_number(l.index);
+            cand.timestamp = l.repo->timestamp(l.index);
+            cand.track_features = l.repo->track_feature_count(l.index);
+            pending[n].push_back(cand);
+        }
+    }
+    rank_ties(pending);
+
     // Solvables are added repo by repo (channel order, then subdir order), names sorted, so ids
     // and therefore libsolv's tie-breaking are deterministic.
     std::vector<std::uint32_t> sorted_names(loaded.size());
     for (std::uint32_t i = 0; i < sorted_names.size(); ++i) sorted_names[i] = i;
     std::sort(sorted_names.begin(), sorted_names.end(),
               [&](std::uint32_t a, std::uint32_t b) { return names_[a].name < names_[b].name; });
-
-    const auto& channels = request_.channels;
-    const std::size_t channel_count = channels.size();
     first_solvable_ = pool_->nsolvables;
-    char evr[128];
+    char evr[160];
     for (std::uint32_t c = 0; c < channel_count; ++c) {
         for (const RepoData* repo : channels[c]) {
             std::string label = (c < request_.channel_names.size() ? request_.channel_names[c] : repo->channel_url()) +
@@ -297,45 +321,26 @@ void PoolContext::add_solvables(const std::vector<std::vector<Loaded>>& loaded) 
             Repo* r = repo_create(pool_, label.c_str());
             r->priority = request_.priority == ChannelPriority::flexible ? -static_cast<int>(c) : 0;
             for (std::uint32_t n : sorted_names) {
-                for (std::size_t k = 0; k < loaded[n].size(); ++k) {
-                    const Loaded& l = loaded[n][k];
-                    if (l.repo != repo || l.channel != c) continue;
-                    const std::uint32_t vs = string_of[n][k];
-                    if (!usable[n][vs]) continue;  // a version conda cannot order is never a candidate
-                    Candidate cand;
-                    cand.repo = repo;
-                    cand.index = l.index;
-                    cand.channel = c;
-                    cand.name = n;
-                    cand.version_string = vs;
-                    cand.version_rank = rank_of[n][vs];
-                    cand.version = names_[n].version_strings[vs];
-                    cand.build = repo->build(l.index);
-                    cand.build_number = repo->build_number(l.index);
-                    cand.timestamp = repo->timestamp(l.index);
-                    cand.track_features = repo->track_feature_count(l.index);
-                    // conda's order: fewer track_features (epoch), higher version (rank), then
-                    // (disabled priority: channel), build number, newer timestamp.
+                for (const Candidate& cand : pending[n]) {
+                    if (cand.repo != repo || cand.channel != c) continue;
+                    // conda's order: fewer track_features (the epoch), higher version (its rank),
+                    // then (disabled priority: the channel), build number, dependencies' versions
+                    // (tie), newer timestamp. libsolv's rpm-style evr comparison is numeric per part.
                     const int epoch = 100 - static_cast<int>(std::min<std::size_t>(cand.track_features, 99));
-                    if (request_.priority == ChannelPriority::disabled) {
-                        std::snprintf(evr, sizeof evr, "%d:%u-%zu.%llu.%llu", epoch, cand.version_rank,
-                                      channel_count - c, static_cast<unsigned long long>(cand.build_number),
-                                      static_cast<unsigned long long>(cand.timestamp));
-                    } else {
-                        std::snprintf(evr, sizeof evr, "%d:%u-%llu.%llu", epoch, cand.version_rank,
-                                      static_cast<unsigned long long>(cand.build_number),
-                                      static_cast<unsigned long long>(cand.timestamp));
-                    }
+                    const std::size_t channel_rank = request_.priority == ChannelPriority::disabled ? channel_count - c : 0;
+                    std::snprintf(evr, sizeof evr, "%d:%u-%zu.%llu.%u.%llu", epoch, cand.version_rank, channel_rank,
+                                  static_cast<unsigned long long>(cand.build_number), cand.tie_rank,
+                                  static_cast<unsigned long long>(cand.timestamp));
                     Id p = repo_add_solvable(r);
                     Solvable* s = pool_id2solvable(pool_, p);
                     s->name = pool_strn2id(pool_, names_[n].name.data(), static_cast<unsigned>(names_[n].name.size()), 1);
                     s->evr = pool_str2id(pool_, evr, 1);
                     s->arch = ARCH_NOARCH;
                     s->provides = repo_addid_dep(r, s->provides, pool_rel2id(pool_, s->name, s->evr, REL_EQ, 1), 0);
-                    for (std::string_view d : repo->depends(l.index)) {
+                    for (std::string_view d : repo->depends(cand.index)) {
                         s->solv_requires = repo_addid_dep(r, s->solv_requires, dep(d, false), 0);
                     }
-                    for (std::string_view d : repo->constrains(l.index)) {
+                    for (std::string_view d : repo->constrains(cand.index)) {
                         s->conflicts = repo_addid_dep(r, s->conflicts, dep(d, true), 0);
                     }
                     if (static_cast<std::size_t>(p - first_solvable_) != candidates_.size()) {
@@ -386,6 +391,75 @@ void PoolContext::add_solvables(const std::vector<std::vector<Loaded>>& loaded) 
     repo_internalize(installed);
     pool_set_installed(pool_, installed);
     pool_createwhatprovides(pool_);
+}
+
+void PoolContext::rank_ties(std::vector<std::vector<Candidate>>& pending) {
+    // Builds that tie on everything conda ranks (one numpy version built for several pythons)
+    // are ordered by their dependencies, as rattler does: the candidate whose common dependencies
+    // allow higher versions comes first, so `numpy` alone brings the newest python, not the
+    // build that happens to come first in the file.
+    std::unordered_map<std::string_view, std::int64_t> best_rank;  // spec text → highest matching rank
+    auto highest = [&](std::string_view spec_text) -> std::int64_t {
+        auto it = best_rank.find(spec_text);
+        if (it != best_rank.end()) return it->second;
+        std::int64_t best = -1;
+        auto spec = MatchSpec::parse(spec_text);
+        if (spec && spec->name().is_exact()) {
+            auto idx = name_lookup_.find(lower(spec->name().to_string()));
+            if (idx != name_lookup_.end() && idx->second < pending.size()) {
+                const NameEntry& e = names_[idx->second];
+                std::vector<std::int8_t> verdicts(e.versions.size(), -1);
+                for (const Candidate& c : pending[idx->second]) {
+                    if (static_cast<std::int64_t>(c.version_rank) > best && candidate_matches(*spec, c, verdicts, e)) {
+                        best = c.version_rank;
+                    }
+                }
+            }
+        }
+        best_rank.emplace(spec_text, best);
+        return best;
+    };
+    for (auto& cands : pending) {
+        std::map<std::tuple<std::size_t, std::uint32_t, std::uint32_t, std::uint64_t>, std::vector<std::size_t>> groups;
+        const bool by_channel = request_.priority == ChannelPriority::disabled;
+        for (std::size_t i = 0; i < cands.size(); ++i) {
+            const Candidate& c = cands[i];
+            groups[{c.track_features, c.version_rank, by_channel ? c.channel : 0, c.build_number}].push_back(i);
+        }
+        for (auto& [key, members] : groups) {
+            if (members.size() < 2) continue;
+            // Dependency names every member has, sorted; each member's key is the highest
+            // version rank its spec for that name allows.
+            std::vector<std::map<std::string_view, std::int64_t>> allows(members.size());
+            for (std::size_t m = 0; m < members.size(); ++m) {
+                const Candidate& c = cands[members[m]];
+                for (std::string_view d : c.repo->depends(c.index)) {
+                    std::string_view name = spec_name(d);
+                    std::int64_t h = highest(d);
+                    auto [it, inserted] = allows[m].try_emplace(name, h);
+                    if (!inserted) it->second = std::min(it->second, h);
+                }
+            }
+            std::vector<std::string_view> common;
+            for (const auto& [name, rank] : allows[0]) {
+                bool everywhere = std::all_of(allows.begin() + 1, allows.end(),
+                                              [&](const auto& a) { return a.count(name) != 0; });
+                if (everywhere) common.push_back(name);
+            }
+            std::vector<std::vector<std::int64_t>> keys(members.size());
+            for (std::size_t m = 0; m < members.size(); ++m) {
+                for (std::string_view name : common) keys[m].push_back(allows[m][name]);
+            }
+            std::vector<std::size_t> order(members.size());
+            for (std::size_t m = 0; m < order.size(); ++m) order[m] = m;
+            std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return keys[a] < keys[b]; });
+            std::uint32_t tie = 0;
+            for (std::size_t i = 0; i < order.size(); ++i) {
+                if (i > 0 && keys[order[i]] != keys[order[i - 1]]) ++tie;
+                cands[members[order[i]]].tie_rank = tie;
+            }
+        }
+    }
 }
 
 Id PoolContext::dep(std::string_view spec, bool negated) {

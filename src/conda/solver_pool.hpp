@@ -42,6 +42,7 @@ struct Candidate {
     std::uint64_t build_number = 0;
     std::uint64_t timestamp = 0;
     std::size_t track_features = 0;
+    std::uint32_t tie_rank = 0;  // among builds conda ranks equal: higher = dependencies allow newer versions
 };
 
 struct NameEntry {
@@ -98,6 +99,7 @@ private:
         std::uint32_t index;
     };
     void add_solvables(const std::vector<std::vector<Loaded>>& by_name);
+    void rank_ties(std::vector<std::vector<Candidate>>& pending);
     [[nodiscard]] bool channel_matches(const std::string& spec_channel, std::uint32_t channel) const;
     [[nodiscard]] bool candidate_matches(const MatchSpec& spec, const Candidate& c, std::vector<std::int8_t>& verdicts,
                                          const NameEntry& entry) const;

@@ -389,15 +389,3 @@ TEST_CASE("sort_topologically: dependencies first, ties by name, cycles broken d
     CHECK(sort_topologically({}).empty());
 }
 
-TEST_CASE("solver: debug") {
-    Channels ch;
-    ch.add("main", {
-                       {"python", "3.11.9", "h_0"},
-                       {"python", "3.12.4", "h_0"},
-                       {"numpy", "1.26.4", "py311_0", 0, {"python >=3.11,<3.12.0a0", "libblas >=3"}},
-                       {"numpy", "1.26.4", "py312_0", 0, {"python >=3.12,<3.13.0a0", "libblas >=3"}},
-                       {"libblas", "3.9.0", "openblas", 0},
-                       {"libblas", "2.0", "old", 0},
-                   });
-    for (auto& [k, v] : picked(solve(ch.request({"numpy"})))) MESSAGE(std::string(k + " " + v));
-}

@@ -85,32 +85,34 @@ std::string read_padded(const std::filesystem::path& path) {
 /// Streaming zstd decompression (frames may lack a content size; several frames may follow each
 /// other) into a string with simdjson's padding spare.
 std::string decompress_zstd(std::string_view in, std::string_view source) {
+    constexpr std::size_t kPadding = simdjson::SIMDJSON_PADDING;
+    constexpr std::size_t kStep = 8 << 20;  // grow the written part (zero-filled by resize) in steps
     std::string out;
     const unsigned long long declared = ZSTD_getFrameContentSize(in.data(), in.size());
     const bool known = declared != ZSTD_CONTENTSIZE_UNKNOWN && declared != ZSTD_CONTENTSIZE_ERROR && declared <= kMaxJsonBytes;
-    std::size_t capacity = (known ? static_cast<std::size_t>(declared) : in.size() * 8) + (1 << 16);
+    // Untouched reserved pages cost nothing, so guess high when the frame does not say.
+    out.reserve((known ? static_cast<std::size_t>(declared) : in.size() * 10) + kPadding + 1);
     std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
     if (!dctx) throw Error(ErrorCategory::internal, "ZSTD_createDCtx failed");
     ZSTD_inBuffer input{in.data(), in.size(), 0};
     std::size_t produced = 0;
     std::size_t last = 1;
     while (true) {
-        if (out.size() < capacity) out.resize(capacity);
+        if (out.capacity() < produced + kPadding + 1) {
+            if (out.capacity() >= kMaxJsonBytes)
+                throw Error(ErrorCategory::invalid_input, std::string(source) + ": decompresses to more than 4 GiB");
+            out.reserve(out.capacity() * 2);
+        }
+        out.resize(std::min(out.capacity() - kPadding, produced + kStep));
         ZSTD_outBuffer output{out.data(), out.size(), produced};
         last = ZSTD_decompressStream(dctx.get(), &output, &input);
         if (ZSTD_isError(last) != 0)
             throw Error(ErrorCategory::invalid_input, std::string(source) + ": zstd: " + ZSTD_getErrorName(last));
         produced = output.pos;
         if (input.pos == input.size && output.pos < output.size) break;  // all input used, all output flushed
-        if (output.pos == output.size) {
-            if (capacity >= kMaxJsonBytes)
-                throw Error(ErrorCategory::invalid_input, std::string(source) + ": decompresses to more than 4 GiB");
-            capacity *= 2;
-        }
     }
     if (last != 0) throw Error(ErrorCategory::invalid_input, std::string(source) + ": zstd: truncated data");
-    out.resize(produced);
-    if (out.capacity() < produced + simdjson::SIMDJSON_PADDING) out.reserve(produced + simdjson::SIMDJSON_PADDING);
+    out.resize(produced);  // capacity keeps the padding
     return out;
 }
 

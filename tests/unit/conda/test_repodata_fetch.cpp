@@ -307,3 +307,19 @@ TEST_CASE("load_channels reads file:// channels in place and keeps priority orde
     REQUIRE(only_noarch.size() == 1);
     CHECK(only_noarch[0].size() == 1);
 }
+
+TEST_CASE("load_repodata decompresses concatenated zstd frames and refuses truncated ones") {
+    Fixture f;
+    const auto dir = f.tmp.path() / "chan" / "noarch";
+    std::filesystem::create_directories(dir);
+    const std::string json = repodata("noarch", {"a", "b", "c"});
+    const std::size_t half = json.size() / 2;
+    std::ofstream(dir / "repodata.json.zst") << zstd(json.substr(0, half)) + zstd(json.substr(half));
+    const Channel chan = f.channel(f.tmp.path().string() + "/chan");
+    CHECK(load_repodata(chan, "noarch", f.options).size() == 3);
+
+    const std::string whole = zstd(json);
+    std::ofstream(dir / "repodata.json.zst", std::ios::trunc) << whole.substr(0, whole.size() - 5);
+    CHECK(error_of([&] { (void)load_repodata(chan, "noarch", f.options); }, ErrorCategory::invalid_input) ==
+          (dir / "repodata.json.zst").string() + ": zstd: truncated data");
+}

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <system_error>
 
 namespace ocibuild::recipe::detail {
@@ -33,6 +34,54 @@ void Reader::error(const SourcePos& pos, std::string message) {
     diagnostics_.push_back(std::move(d));
 }
 
+namespace {
+bool continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
+
+std::size_t utf8_length(unsigned long cp) { return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4; }
+}  // namespace
+
+SourcePos Reader::in_string(const SourcePos& string_pos, std::size_t offset) const {
+    if (string_pos.line <= 0 || static_cast<std::size_t>(string_pos.line) > lines_.size()) return string_pos;
+    const std::string& line = lines_[static_cast<std::size_t>(string_pos.line) - 1];
+    // Columns count code points.
+    std::size_t i = 0;
+    int column = 1;
+    while (i < line.size() && column < string_pos.column) {
+        ++i;
+        while (i < line.size() && continuation(line[i])) ++i;
+        ++column;
+    }
+    if (i >= line.size()) return string_pos;
+    const char quote_char = line[i];
+    if (quote_char != '"' && quote_char != '\'') return string_pos;
+    if (line.compare(i, 3, std::string(3, quote_char)) == 0) return string_pos;
+    ++i;
+    ++column;
+    std::size_t decoded = 0;  // bytes of the value before i
+    while (i < line.size() && line[i] != quote_char) {
+        std::size_t raw = 1;    // source bytes of this character or escape
+        std::size_t bytes = 1;  // value bytes it stands for
+        int columns = 1;
+        if (quote_char == '"' && line[i] == '\\' && i + 1 < line.size()) {
+            raw = 2;
+            if (line[i + 1] == 'u' || line[i + 1] == 'U') {
+                const std::size_t digits = line[i + 1] == 'u' ? 4 : 8;
+                raw = 2 + digits;
+                bytes = utf8_length(std::strtoul(line.substr(i + 2, digits).c_str(), nullptr, 16));
+            }
+            columns = static_cast<int>(raw);
+        } else {
+            while (i + raw < line.size() && continuation(line[i + raw])) ++raw;
+            bytes = raw;
+        }
+        if (decoded + bytes > offset) break;
+        decoded += bytes;
+        i += raw;
+        column += columns;
+    }
+    return SourcePos{string_pos.file, string_pos.line, column};
+}
+
 std::vector<Diagnostic> Reader::take() {
     std::stable_sort(diagnostics_.begin(), diagnostics_.end(), [](const Diagnostic& a, const Diagnostic& b) {
         return a.pos.line != b.pos.line ? a.pos.line < b.pos.line : a.pos.column < b.pos.column;
@@ -51,7 +100,7 @@ void Reader::unknown_key(const toml::key& k, std::string_view where, std::span<c
     if (auto s = suggest(k.str(), candidates)) {
         msg += "; did you mean " + quote(*s) + "?";
     } else if (where != "the top level" && (k.str() == "image" || k.str() == "base" || k.str() == "step" ||
-                                            k.str() == "config")) {
+                                            k.str() == "config" || k.str() == "conda")) {
         // The classic TOML slip: a top-level key written below a [table] header lands in that table.
         msg += " (a key below a [table] header belongs to that table: move it above the first header)";
     }

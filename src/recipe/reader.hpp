@@ -46,6 +46,10 @@ public:
     [[nodiscard]] SourcePos at(const toml::key& k) const { return at(k.source().begin); }
 
     void error(const SourcePos& pos, std::string message);
+    /// The position of byte `offset` of the value of the string written at `string_pos` (its
+    /// opening quote), escapes accounted for, so a caret can point inside a string. Multi-line
+    /// strings keep `string_pos`.
+    [[nodiscard]] SourcePos in_string(const SourcePos& string_pos, std::size_t offset) const;
     [[nodiscard]] bool failed() const noexcept { return !diagnostics_.empty(); }
     /// The diagnostics, in source order.
     [[nodiscard]] std::vector<Diagnostic> take();
@@ -102,6 +106,7 @@ void parse_image(Reader& r, const toml::node& n, ImageSection& out);
 void parse_base(Reader& r, const toml::node& n, const std::filesystem::path& directory, BaseSpec& out);
 void parse_steps(Reader& r, const toml::node& n, const std::filesystem::path& directory, std::vector<Step>& out);
 void parse_config(Reader& r, const toml::node& n, ConfigSection& out);
+void parse_conda_section(Reader& r, const toml::node& n, CondaSection& out);
 
 /// `directory / relative`, lexically normal, without a trailing separator.
 [[nodiscard]] std::filesystem::path resolve(const std::filesystem::path& directory, std::string_view relative);

@@ -45,7 +45,7 @@ Recipe parse_recipe_text(std::string_view text, const fs::path& file, const fs::
         throw RecipeError(r.take());
     }
 
-    r.check_keys(root, "the top level", {"image", "base", "step", "config"});
+    r.check_keys(root, "the top level", {"image", "base", "step", "config", "conda"});
     if (const auto* n = root.get("image")) detail::parse_image(r, *n, recipe.image);
     if (const auto* n = root.get("base"))
         detail::parse_base(r, *n, recipe.directory, recipe.base);
@@ -53,6 +53,7 @@ Recipe parse_recipe_text(std::string_view text, const fs::path& file, const fs::
         r.error(SourcePos{file.string(), 1, 1}, "missing [base] table (use ref = \"scratch\" for an empty base)");
     if (const auto* n = root.get("step")) detail::parse_steps(r, *n, recipe.directory, recipe.steps);
     if (const auto* n = root.get("config")) detail::parse_config(r, *n, recipe.config);
+    if (const auto* n = root.get("conda")) detail::parse_conda_section(r, *n, recipe.conda);
 
     if (r.failed()) throw RecipeError(r.take());
     return recipe;

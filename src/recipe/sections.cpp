@@ -286,4 +286,62 @@ void parse_config(Reader& r, const toml::node& n, ConfigSection& out) {
     }
 }
 
+namespace {
+bool is_channel_url(std::string_view s) {
+    for (std::string_view scheme : {"https://", "http://", "file:///"})
+        if (s.starts_with(scheme) && s.size() > scheme.size()) return true;
+    return false;
+}
+constexpr std::string_view url_help = " (an http://, https:// or file:/// URL)";
+}  // namespace
+
+void parse_conda_section(Reader& r, const toml::node& n, CondaSection& out) {
+    const auto* t = r.table(n, subject("conda", "the top level"));
+    if (t == nullptr) return;
+    const std::string_view where = "[conda]";
+    r.check_keys(*t, where, {"channel_alias", "mirrors"});
+    if (const auto* v = t->get("channel_alias")) {
+        if (auto alias = r.string(*v, subject("channel_alias", where))) {
+            if (!is_channel_url(*alias))
+                r.error(r.at(*v), subject("channel_alias", where) + " must be a URL" + std::string(url_help) +
+                                      ", not " + quote(*alias));
+            else
+                out.channel_alias = *alias;
+        }
+    }
+    if (const auto* v = t->get("mirrors")) {
+        const auto* mirrors = r.table(*v, subject("mirrors", where),
+                                      "a table like { \"https://conda.anaconda.org\" = [\"https://mirror.example\"] }");
+        if (mirrors == nullptr) return;
+        const std::string table = "[conda].mirrors";
+        for (auto&& [k, m] : *mirrors) {
+            const std::string from(k.str());
+            if (!is_channel_url(from)) {
+                r.error(r.at(k), "mirrored prefix " + quote(from) + " in " + table + " must be a URL" +
+                                     std::string(url_help));
+                continue;
+            }
+            std::vector<Item> targets;
+            if (const auto* s = m.as_string()) {
+                targets.push_back(Item{s->get(), r.at(m)});
+            } else if (m.is_array()) {
+                auto items = r.string_items(m, from, table, true);
+                if (!items) continue;
+                if (items->empty()) r.error(r.at(m), subject(from, table) + " must not be empty");
+                targets = std::move(*items);
+            } else {
+                r.wrong_type(m, subject(from, table), "a URL or an array of URLs");
+                continue;
+            }
+            for (auto& target : targets) {
+                if (!is_channel_url(target.value))
+                    r.error(target.pos, "mirror " + quote(target.value) + " of " + quote(from) + " in " + table +
+                                            " must be a URL" + std::string(url_help));
+                else
+                    out.mirrors[from].push_back(std::move(target.value));
+            }
+        }
+    }
+}
+
 }  // namespace ocibuild::recipe::detail

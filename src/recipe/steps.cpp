@@ -5,6 +5,8 @@
 #include <limits>
 #include <system_error>
 
+#include "ocibuild/conda/match_spec.hpp"
+#include "ocibuild/conda/version.hpp"
 #include "reader.hpp"
 
 namespace ocibuild::recipe::detail {
@@ -262,15 +264,72 @@ RunStep parse_run(Reader& r, const toml::table& t, std::string_view where, const
     return run;
 }
 
+constexpr std::array<std::string_view, 5> virtual_package_names = {"__archspec", "__cuda", "__cuda_arch", "__glibc",
+                                                                    "__linux"};
+
+void parse_virtual_packages(Reader& r, const toml::node& n, std::string_view where, CondaStep& c) {
+    auto entries = r.string_table(n, "virtual_packages", where);
+    if (!entries) return;
+    const std::string table = std::string(where) + ".virtual_packages";
+    for (auto& e : *entries) {
+        if (!e.key.starts_with("__")) {
+            std::string message = "virtual package " + quote(e.key) + " in " + table + " must start with \"__\"";
+            if (auto s = suggest("__" + e.key, virtual_package_names)) message += "; did you mean " + quote(*s) + "?";
+            r.error(e.key_pos, message);
+            continue;
+        }
+        if (e.key == "__unix") {
+            r.error(e.key_pos, "virtual package \"__unix\" in " + table + " cannot be overridden: the platform sets it");
+            continue;
+        }
+        if (std::find(virtual_package_names.begin(), virtual_package_names.end(), e.key) ==
+            virtual_package_names.end()) {
+            if (auto s = suggest(e.key, virtual_package_names)) {
+                r.error(e.key_pos, "unknown virtual package " + quote(e.key) + " in " + table + "; did you mean " +
+                                       quote(*s) + "?");
+                continue;
+            }
+        }
+        if (e.value.empty()) {  // "" removes the package
+            c.virtual_packages[e.key] = e.value;
+            continue;
+        }
+        if (e.key == "__archspec") {  // the microarchitecture name, e.g. "x86_64_v3": a build string
+            const auto bad = std::find_if(e.value.begin(), e.value.end(), [](char ch) {
+                return !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                         ch == '_' || ch == '-' || ch == '.');
+            });
+            if (bad != e.value.end()) {
+                r.error(r.in_string(e.value_pos, static_cast<std::size_t>(bad - e.value.begin())),
+                        "bad microarchitecture " + quote(e.value) + " for \"__archspec\" in " + table +
+                            " (like \"x86_64_v3\" or \"skylake\")");
+                continue;
+            }
+        } else if (auto v = conda::Version::parse(e.value); !v) {
+            r.error(r.in_string(e.value_pos, v.error().offset),
+                    "bad version " + quote(e.value) + " for " + quote(e.key) + " in " + table + ": " +
+                        v.error().message);
+            continue;
+        }
+        c.virtual_packages[e.key] = e.value;
+    }
+}
+
 CondaStep parse_conda(Reader& r, const toml::node& n, std::string_view step) {
     CondaStep c;
     const auto* t =
         r.table(n, subject("conda", step), "a table like { prefix = \"/opt/conda\", packages = [\"python\"] }");
     if (t == nullptr) return c;
     const std::string where = std::string(step) + ".conda";
-    r.check_keys(*t, where, {"prefix", "channels", "packages"});
+    r.check_keys(*t, where, {"prefix", "channels", "packages", "virtual_packages", "channel_priority"});
     if (const auto* v = t->get("prefix")) {
-        if (auto prefix = r.absolute_path(*v, subject("prefix", where))) c.prefix = *prefix;
+        if (auto prefix = r.absolute_path(*v, subject("prefix", where))) {
+            const std::string normal = fs::path(*prefix).lexically_normal().string();
+            if (normal == "/" || normal == "//")
+                r.error(r.at(*v), subject("prefix", where) + " must be a folder below /, like \"/opt/conda\"");
+            else
+                c.prefix = *prefix;
+        }
     } else {
         r.error(r.at(*t), where + " needs \"prefix\"");
     }
@@ -278,12 +337,31 @@ CondaStep parse_conda(Reader& r, const toml::node& n, std::string_view step) {
         if (auto channels = r.strings(*v, "channels", where, true)) c.channels = std::move(*channels);
     }
     if (const auto* v = t->get("packages")) {
-        if (auto packages = r.strings(*v, "packages", where, true)) {
+        c.packages_pos = r.at(*v);
+        if (auto packages = r.string_items(*v, "packages", where, true)) {
             if (packages->empty()) r.error(r.at(*v), subject("packages", where) + " must not be empty");
-            c.packages = std::move(*packages);
+            for (std::size_t i = 0; i < packages->size(); ++i) {
+                auto& item = (*packages)[i];
+                if (auto spec = conda::MatchSpec::parse(item.value); !spec) {
+                    r.error(r.in_string(item.pos, spec.error().offset),
+                            "bad package spec " + quote(item.value) + " (" + item_subject(i + 1, "packages", where) +
+                                "): " + spec.error().message);
+                }
+                c.packages.push_back(std::move(item.value));
+            }
         }
     } else {
         r.error(r.at(*t), where + " needs \"packages\"");
+    }
+    if (const auto* v = t->get("virtual_packages")) parse_virtual_packages(r, *v, where, c);
+    if (const auto* v = t->get("channel_priority")) {
+        if (auto priority = r.string(*v, subject("channel_priority", where))) {
+            if (*priority == "strict" || *priority == "flexible" || *priority == "disabled")
+                c.channel_priority = *priority;
+            else
+                r.error(r.at(*v), subject("channel_priority", where) +
+                                      " must be \"strict\", \"flexible\" or \"disabled\", not " + quote(*priority));
+        }
     }
     return c;
 }

@@ -65,10 +65,11 @@ def versions(solve, channel, spec):
 
 def test_highest_version_by_conda_order(solve, channels):
     chan = channels("c", [{"name": "foo", "version": v} for v in
-                          ["1.0", "1.9", "1.10", "1.10.1", "2.0.dev1", "2.0rc1", "1.2.post1", "1.2"]])
-    # 1.10 > 1.9 (numbers, not strings); 2.0rc1 > 2.0.dev1 (dev sorts before other strings).
+                          ["1.0", "1.9", "1.10", "1.10.1", "2.0dev1", "2.0rc1", "1.2.post1", "1.2"]])
+    # 1.10 > 1.9 (numbers, not strings); 2.0rc1 > 2.0dev1 (dev sorts before other strings).
     assert versions(solve, chan, "foo") == "2.0rc1"
-    assert versions(solve, chan, "foo <2") == "1.10.1"
+    assert versions(solve, chan, "foo <2") == "2.0rc1"  # conda: a pre-release of 2 is below 2
+    assert versions(solve, chan, "foo <1.11") == "1.10.1"
     assert versions(solve, chan, "foo 1.9.*") == "1.9"
     assert versions(solve, chan, "foo >=1.2,<1.10") == "1.9"
     assert versions(solve, chan, "foo 1.2.*") == "1.2.post1"  # post releases follow their release

@@ -1,5 +1,6 @@
 """`ocibuild solve`: conda's choices on channels made here, served over HTTP on 127.0.0.1 or read
 from a folder. Each test builds the smallest channel that shows one rule."""
+import hashlib
 import json
 import os
 
@@ -306,3 +307,19 @@ def test_missing_channel_is_an_error(solve, tmp_path):
         assert "nothing-here" in message
     message = solve.fails("foo", "-c", str(tmp_path / "no-folder"))
     assert "no-folder" in message
+
+
+def test_real_artifacts_describe_their_files(solve, tmp_path):
+    root = tmp_path / "channels"
+    make_channel(root / "chan", [
+        {"name": "data", "version": "1.0", "files": {"share/data/hello.txt": "hello\n"}},
+        {"name": "old", "version": "2.0", "fn": "old-2.0-0.tar.bz2", "files": {"share/old.txt": b"x"}},
+    ])
+    got = solve.answer("data", "old", "-c", str(root / "chan"))
+    for name, fn in (("data", "data-1.0-0.conda"), ("old", "old-2.0-0.tar.bz2")):
+        artifact = (root / "chan" / "linux-64" / fn).read_bytes()
+        record = got[name]
+        assert record["url"].endswith("/linux-64/" + fn)
+        assert record["sha256"] == hashlib.sha256(artifact).hexdigest()
+        assert record["md5"] == hashlib.md5(artifact).hexdigest()
+        assert record["size"] == len(artifact)

@@ -189,7 +189,12 @@ int run_solve(SolveArgs& args) {
                              std::to_string(parsed.error().offset + 1) + ")");
     }
     const auto priority = parse_priority(args.channel_priority);
-    const std::string subdir = conda::subdir_for(platform_or_host(args.platform));
+    std::string subdir;
+    try {
+        subdir = conda::subdir_for(platform_or_host(args.platform));
+    } catch (const core::Error& e) {
+        throw UsageError(std::string("--platform: ") + e.what());
+    }
 
     conda::ChannelConfig config;
     if (!args.channel_alias.empty()) {

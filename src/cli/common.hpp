@@ -80,5 +80,6 @@ std::vector<Command> add_image_commands(CLI::App& app);  // pull, push, inspect
 std::vector<Command> add_login_commands(CLI::App& app);  // login, logout
 Command add_unpack_command(CLI::App& app);
 std::vector<Command> add_lock_commands(CLI::App& app);  // lock, export
+Command add_solve_command(CLI::App& app);
 
 }  // namespace ocibuild::cli

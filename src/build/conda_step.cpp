@@ -183,6 +183,7 @@ LockFile resolve_lock(const recipe::Recipe& recipe, const BaseImage& base, const
     std::optional<conda::TargetFacts> facts;  // read from the base only when there is a conda step
     const auto config = channel_config(recipe, options.conda);
     std::set<std::size_t> conda_steps;
+    std::string locked_mismatch;
     for (std::size_t i = 0; i < recipe.steps.size(); ++i) {
         const auto& step = recipe.steps[i];
         const auto* conda_step = std::get_if<recipe::CondaStep>(&step.action);
@@ -220,11 +221,12 @@ LockFile resolve_lock(const recipe::Recipe& recipe, const BaseImage& base, const
             std::vector<conda::PackageRecord> preferred;
             switch (mode) {
                 case LockMode::locked:
-                    if (!stale.empty())
-                        throw Error(ErrorCategory::invalid_input,
-                                    recipe::to_string(mismatch_pos(step, *conda_step)) + ": step " +
-                                        std::to_string(index) + " (conda): the lock file " + lock_path.string() +
-                                        " does not match: " + stale + run_lock_hint(recipe));
+                    if (!stale.empty()) {
+                        locked_mismatch = recipe::to_string(mismatch_pos(step, *conda_step)) + ": step " +
+                                          std::to_string(index) + " (conda): the lock file " + lock_path.string() +
+                                          " does not match: " + stale + run_lock_hint(recipe);
+                        return;
+                    }
                     [[fallthrough]];
                 case LockMode::build:
                     if (stale.empty()) {
@@ -258,6 +260,8 @@ LockFile resolve_lock(const recipe::Recipe& recipe, const BaseImage& base, const
             }
             out.conda.push_back(std::move(entry));
         });
+        // Thrown here, not inside: the message already names the recipe position and step.
+        if (!locked_mismatch.empty()) throw Error(ErrorCategory::invalid_input, locked_mismatch);
     }
     if (mode == LockMode::locked && previous) {
         for (const auto& s : previous->conda)

@@ -1,10 +1,8 @@
 """The lock file: `ocibuild lock`, `build` with and without `--locked`, `lock --update`, `export --explicit`.
 
-Channels are generated here (conda_channel.make_channel) from real `.tar.bz2` artifacts and served
+Channels are generated here (conda_channel.make_channel) from real `.conda` artifacts (conda_packages) and served
 over loopback HTTP (ChannelServer); registry bases come from the Distribution registry on loopback.
 """
-import bz2
-import hashlib
 import io
 import json
 import re
@@ -16,53 +14,31 @@ from pathlib import Path
 import pytest
 
 from conda_channel import ChannelServer, make_channel
-from conftest import need, read_blob, read_layout_manifest, run, write_recipe
+from conftest import read_blob, read_layout_manifest, run, write_recipe
 from registry import plain_registry  # noqa: F401 (fixture)
 
 
-def write_tar_bz2(path: Path, index: dict, files: dict):
-    """A conda .tar.bz2 artifact: info/index.json, info/files, info/paths.json and the payload."""
-    members = {}
-    paths = []
-    for name, content in sorted(files.items()):
-        data = content.encode() if isinstance(content, str) else content
-        members[name] = data
-        paths.append({"_path": name, "path_type": "hardlink", "sha256": hashlib.sha256(data).hexdigest(),
-                      "size_in_bytes": len(data)})
-    members["info/index.json"] = json.dumps(index, indent=1, sort_keys=True).encode()
-    members["info/files"] = "".join(f"{name}\n" for name in sorted(files)).encode()
-    members["info/paths.json"] = json.dumps({"paths": paths, "paths_version": 1}, indent=1).encode()
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in sorted(members.items()):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            info.mtime = 1700000000
-            tar.addfile(info, io.BytesIO(data))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(bz2.compress(raw.getvalue()))
+def package(name: str, version: str, depends=(), build="0") -> dict:
+    """A package for make_channel with a real .conda artifact holding share/NAME/VERSION."""
+    return {"name": name, "version": version, "build": build, "depends": list(depends),
+            "files": {f"share/{name}/VERSION": f"{name} {version}\n"}}
 
 
-def package(channel: Path, name: str, version: str, depends=(), build="0", subdir="linux-64") -> dict:
-    """A package dict for make_channel with a real artifact in `channel` (hashes of that file)."""
-    fn = f"{name}-{version}-{build}.tar.bz2"
-    index = {"name": name, "version": version, "build": build, "build_number": 0, "depends": list(depends),
-             "subdir": subdir}
-    artifact = channel / subdir / fn
-    write_tar_bz2(artifact, index, {f"share/{name}/VERSION": f"{name} {version}\n"})
-    data = artifact.read_bytes()
-    return {"name": name, "version": version, "build": build, "depends": list(depends), "subdir": subdir, "fn": fn,
-            "md5": hashlib.md5(data).hexdigest(), "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+def published(folder: Path, subdir: str = "linux-64") -> dict:
+    """name → {version → repodata record with its fn} as the channel serves them."""
+    repodata = json.loads((folder / subdir / "repodata.json").read_text())
+    out = {}
+    for fn, record in repodata["packages.conda"].items():
+        out.setdefault(record["name"], {})[record["version"]] = dict(record, fn=fn)
+    return out
 
 
-def first_channel(channel: Path) -> list:
-    return [
-        package(channel, "liba", "1.0"),
-        package(channel, "libb", "1.0", ["liba >=1.0"]),
-        package(channel, "app", "1.0", ["libb", "liba"]),
-        package(channel, "tool", "1.0"),
-    ]
+FIRST_CHANNEL = [
+    package("liba", "1.0"),
+    package("libb", "1.0", ["liba >=1.0"]),
+    package("app", "1.0", ["libb", "liba"]),
+    package("tool", "1.0"),
+]
 
 
 RECIPE = """[image]
@@ -88,10 +64,8 @@ def conda_recipe(directory: Path, url: str, packages=("app",)) -> Path:
 @pytest.fixture
 def channel(tmp_path):
     folder = tmp_path / "channel"
-    packages = first_channel(folder)
-    make_channel(folder, packages)
+    make_channel(folder, FIRST_CHANNEL)
     with ChannelServer(folder) as server:
-        server.packages = packages
         yield server
 
 
@@ -131,10 +105,10 @@ def test_lock_writes_every_package_and_relocking_changes_nothing(ocibuild, tmp_p
     assert re.fullmatch(r"[0-9a-f]{64}", entry["inputs"])
     assert entry["virtual_packages"]["__unix"] == "0"
     assert "__cuda" not in entry["virtual_packages"]  # scratch sets no CUDA_VERSION
-    by_name = {p["name"]: p for p in channel.packages}
+    served = published(channel.folder)
     assert [p["name"] for p in entry["package"]] == ["app", "liba", "libb"]
     for p in entry["package"]:
-        want = by_name[p["name"]]
+        want = served[p["name"]]["1.0"]
         assert p["url"] == f"{channel.url}/linux-64/{want['fn']}"
         assert (p["sha256"], p["md5"], p["size"]) == (want["sha256"], want["md5"], want["size"])
         assert (p["version"], p["build"], p["build_number"], p["subdir"]) == ("1.0", "0", 0, "linux-64")
@@ -222,10 +196,8 @@ def test_update_moves_only_the_named_package(ocibuild, tmp_path, channel):
     lock_file = tmp_path / "ctx" / "recipe.lock"
 
     # The channel gains newer versions of every package in the answer.
-    folder = Path(channel.folder)
-    newer = [package(folder, "liba", "1.1"), package(folder, "libb", "1.1", ["liba >=1.0"]),
-             package(folder, "app", "1.1", ["libb", "liba"])]
-    make_channel(folder, channel.packages + newer)
+    newer = [package("liba", "1.1"), package("libb", "1.1", ["liba >=1.0"]), package("app", "1.1", ["libb", "liba"])]
+    make_channel(channel.folder, FIRST_CHANNEL + newer)
 
     ocibuild("build", recipe, "--locked")  # the lock still holds: nothing moves by itself
     assert locked_versions(lock_file) == {"app": "1.0", "liba": "1.0", "libb": "1.0"}
@@ -244,12 +216,12 @@ def test_update_moves_only_the_named_package(ocibuild, tmp_path, channel):
 def test_export_explicit_lists_urls_with_hashes_in_dependency_order(ocibuild, tmp_path, channel):
     recipe = conda_recipe(tmp_path / "ctx", channel.url)
     ocibuild("lock", recipe)
-    by_name = {p["name"]: p for p in channel.packages}
+    served = published(channel.folder)
     expected = ("# This file may be used to create an environment using:\n"
                 "# $ conda create --name <env> --file <this file>\n"
                 "# platform: linux-64\n"
                 "@EXPLICIT\n" +
-                "".join(f"{channel.url}/linux-64/{by_name[n]['fn']}#sha256:{by_name[n]['sha256']}\n"
+                "".join(f"{channel.url}/linux-64/{served[n]['1.0']['fn']}#sha256:{served[n]['1.0']['sha256']}\n"
                         for n in ["liba", "libb", "app"]))
     assert ocibuild("export", recipe, "--explicit").stdout == expected
     out = tmp_path / "env.txt"

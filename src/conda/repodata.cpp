@@ -49,6 +49,13 @@ public:
         }
     }
 
+    /// intern(), first checking the id this field got last time: files list records sorted by
+    /// file name, so neighbours share names, versions, licenses and subdirs.
+    std::uint32_t intern(std::string_view s, std::uint32_t& last) {
+        if (get(last) == s) return last;
+        return last = intern(s);
+    }
+
     [[nodiscard]] std::optional<std::uint32_t> find(std::string_view s) const {
         if (s.empty()) return 0;
         const std::uint32_t h = hash(s);
@@ -147,12 +154,15 @@ std::string to_hex(const std::uint8_t* data, std::size_t n) {
     return out;
 }
 
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
+constexpr std::array<std::int8_t, 256> kHexValue = [] {
+    std::array<std::int8_t, 256> t{};
+    t.fill(-1);
+    for (int i = 0; i < 10; ++i) t['0' + i] = static_cast<std::int8_t>(i);
+    for (int i = 0; i < 6; ++i) t['a' + i] = t['A' + i] = static_cast<std::int8_t>(10 + i);
+    return t;
+}();
+
+int hex_value(char c) { return kHexValue[static_cast<unsigned char>(c)]; }
 
 template <std::size_t N>
 bool from_hex(std::string_view text, std::array<std::uint8_t, N>& out) {
@@ -193,6 +203,70 @@ struct Tables {
     }
 };
 
+enum class Field : std::uint8_t {
+    unknown, name, version, build, build_number, depends, constrains, track_features, subdir, noarch,
+    license, license_family, md5, sha256, size, timestamp, record_version, python_site_packages_path,
+};
+
+/// `raw` points just past a key's opening quote (simdjson keeps at least the closing quote and
+/// padding after it). Keys with escapes never match, as in simdjson's own find_field.
+template <std::size_t N>
+bool key_is(const char* raw, const char (&literal)[N]) {
+    return std::memcmp(raw, literal, N - 1) == 0 && raw[N - 1] == '"';
+}
+
+Field record_field(const char* k) {
+    switch (k[0]) {
+        case 'b':
+            if (key_is(k, "build")) return Field::build;
+            if (key_is(k, "build_number")) return Field::build_number;
+            break;
+        case 'c':
+            if (key_is(k, "constrains")) return Field::constrains;
+            break;
+        case 'd':
+            if (key_is(k, "depends")) return Field::depends;
+            break;
+        case 'l':
+            if (key_is(k, "license")) return Field::license;
+            if (key_is(k, "license_family")) return Field::license_family;
+            break;
+        case 'm':
+            if (key_is(k, "md5")) return Field::md5;
+            break;
+        case 'n':
+            if (key_is(k, "name")) return Field::name;
+            if (key_is(k, "noarch")) return Field::noarch;
+            break;
+        case 'p':
+            if (key_is(k, "python_site_packages_path")) return Field::python_site_packages_path;
+            break;
+        case 'r':
+            if (key_is(k, "record_version")) return Field::record_version;
+            break;
+        case 's':
+            if (key_is(k, "sha256")) return Field::sha256;
+            if (key_is(k, "size")) return Field::size;
+            if (key_is(k, "subdir")) return Field::subdir;
+            break;
+        case 't':
+            if (key_is(k, "timestamp")) return Field::timestamp;
+            if (key_is(k, "track_features")) return Field::track_features;
+            break;
+        case 'v':
+            if (key_is(k, "version")) return Field::version;
+            break;
+        default:
+            break;
+    }
+    return Field::unknown;
+}
+
+constexpr std::array<std::string_view, 18> kFieldNames = {
+    "", "name", "version", "build", "build_number", "depends", "constrains", "track_features", "subdir", "noarch",
+    "license", "license_family", "md5", "sha256", "size", "timestamp", "record_version", "python_site_packages_path",
+};
+
 /// Where the parser is, for error messages.
 struct Where {
     std::string_view section;  // "packages", "packages.conda", "info", "removed"
@@ -207,8 +281,8 @@ struct FieldError {
 
 class Parser {
 public:
-    Parser(Tables& out, const char* text_begin, od::document& doc)
-        : out_(out), begin_(text_begin), doc_(doc) {}
+    Parser(Tables& out, std::string_view text, od::document& doc)
+        : out_(out), end_(text.data() + text.size()), doc_(doc) {}
 
     void run() {
         od::object top = doc_.get_object().value();
@@ -259,7 +333,11 @@ private:
 
     void parse_packages(od::value value, FnKind kind) {
         for (auto field : value.get_object().value()) {
-            const std::string_view fn = field.unescaped_key().value();
+            // The key as it stands in the text when it has no escapes (as text() below).
+            const char* raw = field.key().value().raw();
+            const auto* quote = static_cast<const char*>(std::memchr(raw, '"', static_cast<std::size_t>(end_ - raw)));
+            std::string_view fn(raw, quote == nullptr ? 0 : static_cast<std::size_t>(quote - raw));
+            if (quote == nullptr || fn.find('\\') != std::string_view::npos) fn = field.unescaped_key().value();
             where_.fn = fn;
             parse_record(field.value().value(), fn, kind);
             where_.fn = {};
@@ -267,12 +345,32 @@ private:
         }
     }
 
-    std::string_view optional_string(od::value& v) {
+    // A string value. Nearly all repodata strings lack escapes: those are viewed in place in
+    // the text (valid until parse() returns), sparing simdjson's copy into its string buffer.
+    static bool try_text(od::value& v, std::string_view& out) {
+        const std::string_view token = v.raw_json_token();  // "…" and any whitespace after it
+        if (token.empty() || token.front() != '"') return false;
+        const std::string_view body = token.substr(1, token.rfind('"') - 1);
+        if (body.find('\\') != std::string_view::npos) {
+            out = v.get_string().value();
+        } else {
+            (void)v.get_raw_json_string().value();  // consume it
+            out = body;
+        }
+        return true;
+    }
+
+    static std::string_view text(od::value& v) {
         std::string_view s;
-        const auto err = v.get_string().get(s);
-        if (!err) return s;
-        if (err == simdjson::INCORRECT_TYPE && v.is_null()) return {};
-        throw simdjson::simdjson_error(err);
+        if (!try_text(v, s)) throw simdjson::simdjson_error(simdjson::INCORRECT_TYPE);
+        return s;
+    }
+
+    static std::string_view optional_string(od::value& v) {
+        std::string_view s;
+        if (try_text(v, s)) return s;
+        if (v.is_null()) return {};
+        throw simdjson::simdjson_error(simdjson::INCORRECT_TYPE);
     }
 
     std::uint64_t optional_uint(od::value& v) {
@@ -289,7 +387,7 @@ private:
         const std::size_t before = out_.lists.size();
         if (split_string) {
             std::string_view s;
-            if (!v.get_string().get(s)) {
+            if (try_text(v, s)) {
                 std::size_t i = 0;
                 while (i < s.size()) {
                     while (i < s.size() && (s[i] == ' ' || s[i] == ',')) ++i;
@@ -302,7 +400,10 @@ private:
             }
         }
         if (v.is_null()) return 0;
-        for (auto item : v.get_array().value()) out_.lists.push_back(out_.pool.intern(item.get_string().value()));
+        for (auto item : v.get_array().value()) {
+            od::value element = item.value();
+            out_.lists.push_back(out_.pool.intern(text(element)));
+        }
         return out_.lists.size() - before;
     }
 
@@ -344,49 +445,47 @@ private:
         bool has_name = false, has_version = false, has_build = false;
         std::uint64_t record_version = 1;
         for (auto field : value.get_object().value()) {
-            const std::string_view key = field.unescaped_key().value();
-            where_.field = key;
+            const Field key = record_field(field.key().value().raw());
+            if (key == Field::unknown) continue;
+            where_.field = kFieldNames[static_cast<std::size_t>(key)];
             od::value v = field.value().value();
-            if (key == "depends") {
-                depends_at = lists.size();
-                n_depends = string_list(v, false);
-            } else if (key == "name") {
-                r.name = out_.pool.intern(v.get_string().value());
-                has_name = true;
-            } else if (key == "version") {
-                r.version = out_.pool.intern(v.get_string().value());
-                has_version = true;
-            } else if (key == "build") {
-                build = v.get_string().value();
-                has_build = true;
-            } else if (key == "build_number") {
-                r.build_number = optional_uint(v);
-            } else if (key == "md5") {
-                r.has_md5 = digest(v, r.md5);
-            } else if (key == "sha256") {
-                r.has_sha256 = digest(v, r.sha256);
-            } else if (key == "size") {
-                r.size = optional_uint(v);
-            } else if (key == "subdir") {
-                r.subdir = out_.pool.intern(optional_string(v));
-            } else if (key == "timestamp") {
-                r.timestamp = timestamp_ms(v);
-            } else if (key == "license") {
-                r.license = out_.pool.intern(optional_string(v));
-            } else if (key == "license_family") {
-                r.license_family = out_.pool.intern(optional_string(v));
-            } else if (key == "constrains") {
-                constrains_at = lists.size();
-                n_constrains = string_list(v, false);
-            } else if (key == "noarch") {
-                r.noarch = noarch(v);
-            } else if (key == "track_features") {
-                features_at = lists.size();
-                n_features = string_list(v, true);
-            } else if (key == "record_version") {
-                record_version = optional_uint(v);
-            } else if (key == "python_site_packages_path") {
-                r.site_packages = out_.pool.intern(optional_string(v));
+            switch (key) {
+                case Field::depends:
+                    depends_at = lists.size();
+                    n_depends = string_list(v, false);
+                    break;
+                case Field::name:
+                    r.name = out_.pool.intern(text(v), last_.name);
+                    has_name = true;
+                    break;
+                case Field::version:
+                    r.version = out_.pool.intern(text(v), last_.version);
+                    has_version = true;
+                    break;
+                case Field::build:
+                    build = text(v);
+                    has_build = true;
+                    break;
+                case Field::build_number: r.build_number = optional_uint(v); break;
+                case Field::md5: r.has_md5 = digest(v, r.md5); break;
+                case Field::sha256: r.has_sha256 = digest(v, r.sha256); break;
+                case Field::size: r.size = optional_uint(v); break;
+                case Field::subdir: r.subdir = out_.pool.intern(optional_string(v), last_.subdir); break;
+                case Field::timestamp: r.timestamp = timestamp_ms(v); break;
+                case Field::license: r.license = out_.pool.intern(optional_string(v), last_.license); break;
+                case Field::license_family: r.license_family = out_.pool.intern(optional_string(v), last_.license_family); break;
+                case Field::constrains:
+                    constrains_at = lists.size();
+                    n_constrains = string_list(v, false);
+                    break;
+                case Field::noarch: r.noarch = noarch(v); break;
+                case Field::track_features:
+                    features_at = lists.size();
+                    n_features = string_list(v, true);
+                    break;
+                case Field::record_version: record_version = optional_uint(v); break;
+                case Field::python_site_packages_path: r.site_packages = out_.pool.intern(optional_string(v)); break;
+                case Field::unknown: break;
             }
         }
         where_.field = {};
@@ -401,23 +500,23 @@ private:
         r.n_constrains = count16(n_constrains);
         if (n_features > UINT8_MAX) throw FieldError{record_at, "more than 255 track_features"};
         r.n_features = static_cast<std::uint8_t>(n_features);
-        // Normal order in real files: depends before constrains before track_features. Reorder the
-        // tail otherwise.
+        // Real files list depends before constrains before track_features, which is the order
+        // the record's slice of `lists` needs; rebuild the slice when a file says otherwise.
         const std::size_t base = r.lists;
         const bool in_order = (n_depends == 0 || depends_at == base) &&
                               (n_constrains == 0 || constrains_at == base + n_depends) &&
                               (n_features == 0 || features_at == base + n_depends + n_constrains);
         if (!in_order) {
-            std::vector<std::uint32_t> tail;
-            tail.reserve(n_depends + n_constrains + n_features);
-            tail.insert(tail.end(), lists.begin() + static_cast<std::ptrdiff_t>(depends_at == SIZE_MAX ? base : depends_at),
-                        lists.begin() + static_cast<std::ptrdiff_t>((depends_at == SIZE_MAX ? base : depends_at) + n_depends));
-            tail.insert(tail.end(), lists.begin() + static_cast<std::ptrdiff_t>(constrains_at == SIZE_MAX ? base : constrains_at),
-                        lists.begin() + static_cast<std::ptrdiff_t>((constrains_at == SIZE_MAX ? base : constrains_at) + n_constrains));
-            tail.insert(tail.end(), lists.begin() + static_cast<std::ptrdiff_t>(features_at == SIZE_MAX ? base : features_at),
-                        lists.begin() + static_cast<std::ptrdiff_t>((features_at == SIZE_MAX ? base : features_at) + n_features));
-            std::copy(tail.begin(), tail.end(), lists.begin() + static_cast<std::ptrdiff_t>(base));
-            lists.resize(base + tail.size());
+            std::vector<std::uint32_t> slice;
+            auto take = [&](std::size_t at, std::size_t n) {
+                const auto from = lists.begin() + static_cast<std::ptrdiff_t>(at == SIZE_MAX ? base : at);
+                slice.insert(slice.end(), from, from + static_cast<std::ptrdiff_t>(n));
+            };
+            take(depends_at, n_depends);
+            take(constrains_at, n_constrains);
+            take(features_at, n_features);
+            lists.resize(base);
+            lists.insert(lists.end(), slice.begin(), slice.end());
         }
         r.build_offset = to_arena(build);
         r.build_size = static_cast<std::uint16_t>(build.size());
@@ -436,7 +535,10 @@ private:
         out_.records.push_back(r);
         fns_.push_back(fn);
         from_conda_.push_back(kind == FnKind::conda);
-        if (kind == FnKind::conda) conda_stems_.insert(fn.substr(0, fn.size() - std::min(fn.size(), kConda.size())));
+        if (kind == FnKind::conda) {
+            const std::string_view stem = fn.substr(0, fn.size() - std::min(fn.size(), kConda.size()));
+            conda_stems_.push_back({std::hash<std::string_view>{}(stem), stem});
+        }
     }
 
     std::uint64_t timestamp_ms(od::value& v) {
@@ -465,31 +567,43 @@ private:
     void finish() {
         // A .conda record replaces the .tar.bz2 of the same stem; `removed` files are dropped.
         auto& records = out_.records;
+        if (!removed_.empty()) {  // a removed .conda replaces nothing
+            std::erase_if(conda_stems_, [&](const auto& entry) {
+                return removed_.contains(std::string(entry.second).append(kConda));
+            });
+        }
+        std::sort(conda_stems_.begin(), conda_stems_.end());
+        auto has_conda = [&](std::string_view stem) {
+            const std::pair<std::size_t, std::string_view> key{std::hash<std::string_view>{}(stem), stem};
+            return std::binary_search(conda_stems_.begin(), conda_stems_.end(), key);
+        };
         std::size_t kept = 0;
         for (std::size_t i = 0; i < records.size(); ++i) {
             const std::string_view fn = fns_[i];
-            if (removed_.contains(fn)) continue;
+            if (!removed_.empty() && removed_.contains(fn)) continue;
             if (!from_conda_[i] && fn.ends_with(kTarBz2) &&
-                conda_stems_.contains(fn.substr(0, fn.size() - kTarBz2.size())))
+                has_conda(fn.substr(0, fn.size() - kTarBz2.size())))
                 continue;
             records[kept++] = records[i];
         }
+        // No shrink_to_fit: the reserved tail was never touched, so it takes no memory.
         records.resize(kept);
-        records.shrink_to_fit();
-        out_.lists.shrink_to_fit();
         out_.arena.shrink_to_fit();
         out_.pool.shrink();
     }
 
 public:
     Tables& out_;
-    const char* begin_;
+    const char* end_;
     od::document& doc_;
     Where where_;
     std::string info_subdir_, base_url_;
-    std::vector<std::string_view> fns_;  // per parsed record; views into the parser's string buffer
-    std::unordered_set<std::string_view> conda_stems_;
+    std::vector<std::string_view> fns_;  // per parsed record; views into the text or simdjson's buffer
+    std::vector<std::pair<std::size_t, std::string_view>> conda_stems_;  // (hash, stem), sorted in finish()
     std::unordered_set<std::string_view> removed_;
+    struct {
+        std::uint32_t name = 0, version = 0, subdir = 0, license = 0, license_family = 0;
+    } last_;                              // StringPool::intern's one-entry caches
     std::vector<bool> from_conda_;       // per parsed record: listed under packages.conda
 };
 
@@ -510,9 +624,10 @@ RepoData RepoData::parse(std::string json, std::string subdir_url, std::string c
     impl->channel_url = std::move(channel_url);
     const std::size_t text_size = json.size();
     if (json.capacity() < text_size + simdjson::SIMDJSON_PADDING) json.reserve(text_size + simdjson::SIMDJSON_PADDING);
-    // Real repodata runs ~600 bytes per record.
-    impl->records.reserve(text_size / 700 + 16);
-    impl->lists.reserve(text_size / 100 + 16);
+    // Real repodata runs ~600 bytes per record and ~60 bytes per list entry; reserve more than
+    // that: pages of the reserved tail that are never written take no memory.
+    impl->records.reserve(text_size / 256 + 16);
+    impl->lists.reserve(text_size / 32 + 16);
 
     od::parser parser;
     simdjson::padded_string_view view(json.data(), text_size, json.capacity());
@@ -534,7 +649,7 @@ RepoData RepoData::parse(std::string json, std::string subdir_url, std::string c
     try {
         if (auto err = parser.iterate(view).get(doc)) throw simdjson::simdjson_error(err);
         started = true;
-        p.emplace(*impl, json.data(), doc);
+        p.emplace(*impl, std::string_view(json.data(), text_size), doc);
         p->run();
     } catch (const simdjson::simdjson_error& e) {
         // An unbalanced document is caught where it starts; the fault is where it stops.

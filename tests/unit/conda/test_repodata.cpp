@@ -181,6 +181,29 @@ TEST_CASE("RepoData::parse: empty documents and sections") {
     CHECK(d.names().empty());
 }
 
+TEST_CASE("RepoData::parse: .conda wins whatever the key order; removed applies to both formats") {
+    const RepoData r = parse(R"({"removed": ["c-1-0.conda"],
+        "packages.conda": {"a-1-0.conda": {"name": "a", "version": "1", "build": "0", "size": 1},
+                           "c-1-0.conda": {"name": "c", "version": "1", "build": "0"}},
+        "packages": {"a-1-0.tar.bz2": {"name": "a", "version": "1", "build": "0", "size": 2},
+                     "a-1-1.tar.bz2": {"name": "a", "version": "1", "build": "1", "size": 3},
+                     "c-1-0.tar.bz2": {"name": "c", "version": "1", "build": "0"}}})");
+    CHECK(fns(r, "a") == std::vector<std::string>{"a-1-0.conda", "a-1-1.tar.bz2"});
+    CHECK(fns(r, "c") == std::vector<std::string>{"c-1-0.tar.bz2"});
+    CHECK(r.record(r.by_name("a")[0]).size == 1);
+}
+
+TEST_CASE("RepoData::parse: escaped strings are unescaped") {
+    const RepoData r = parse(R"({"packages.conda": {"esc\u0061pe-1-0.conda": {"n\u0061me": "x", "name": "esc\u0061pe",
+        "version": "1", "build": "0", "license": "\"quoted\"", "depends": ["a \u003e=1", "b"]}}})");
+    REQUIRE(r.size() == 1);
+    const PackageRecord p = r.record(0);
+    CHECK(p.name == "escape");
+    CHECK(p.fn == "escape-1-0.conda");
+    CHECK(p.license == "\"quoted\"");
+    CHECK(p.depends == std::vector<std::string>{"a >=1", "b"});
+}
+
 TEST_CASE("RepoData::parse: padding spare capacity is used in place, short capacity is grown") {
     std::string tight = R"({"packages": {"a-1-0.tar.bz2": {"name": "a", "version": "1", "build": "0"}}})";
     tight.shrink_to_fit();

@@ -1,0 +1,135 @@
+#include "tree_fd.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "ocibuild/core/error.hpp"
+
+namespace ocibuild::conda::detail {
+
+using core::Error;
+using core::ErrorCategory;
+
+std::optional<RelPath> parse_rel_path(std::string_view path) {
+    if (path.empty() || path.front() == '/' || path.find('\0') != std::string_view::npos) return std::nullopt;
+    RelPath out;
+    std::size_t pos = 0;
+    while (pos <= path.size()) {
+        std::size_t end = path.find('/', pos);
+        if (end == std::string_view::npos) end = path.size();
+        const std::string_view part = path.substr(pos, end - pos);
+        if (part == "..") return std::nullopt;
+        if (!part.empty() && part != ".") out.components.emplace_back(part);
+        pos = end + 1;
+    }
+    if (out.components.empty()) return std::nullopt;
+    for (const std::string& c : out.components) {
+        if (!out.text.empty()) out.text += '/';
+        out.text += c;
+    }
+    return out;
+}
+
+core::UniqueFd open_root(const std::string& dir) {
+    return core::open_file(dir, O_PATH | O_DIRECTORY);
+}
+
+namespace {
+
+/// One step of the walk: `name` in `dir_fd` as an O_PATH directory fd, or -1 with errno.
+int open_step(int dir_fd, const std::string& name) {
+    int fd;
+    do {
+        fd = ::openat(dir_fd, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+core::UniqueFd walk(int root_fd, const RelPath& path, std::size_t count, bool create, std::string_view what) {
+    core::UniqueFd current(::fcntl(root_fd, F_DUPFD_CLOEXEC, 0));
+    if (!current) core::throw_errno("cannot duplicate a directory descriptor");
+    std::string so_far;
+    for (std::size_t i = 0; i < count; ++i) {
+        const std::string& name = path.components[i];
+        if (!so_far.empty()) so_far += '/';
+        so_far += name;
+        int fd = open_step(current.get(), name);
+        if (fd < 0 && errno == ENOENT && create) {
+            if (::mkdirat(current.get(), name.c_str(), 0755) != 0 && errno != EEXIST)
+                core::throw_errno(std::string(what) + ": cannot create directory " + so_far);
+            fd = open_step(current.get(), name);
+        }
+        if (fd < 0) {
+            if (errno == ENOTDIR || errno == ELOOP) {
+                throw Error(ErrorCategory::invalid_input,
+                            std::string(what) + ": \"" + path.text + "\": \"" + so_far +
+                                "\" is a symlink or not a directory, refusing to go through it");
+            }
+            core::throw_errno(std::string(what) + ": cannot open directory " + so_far);
+        }
+        current.reset(fd);
+    }
+    return current;
+}
+
+}  // namespace
+
+core::UniqueFd open_parent(int root_fd, const RelPath& path, bool create, std::string_view what) {
+    return walk(root_fd, path, path.components.size() - 1, create, what);
+}
+
+core::UniqueFd open_dir(int root_fd, const RelPath& path, bool create, std::string_view what) {
+    return walk(root_fd, path, path.components.size(), create, what);
+}
+
+void make_dirs(int root_fd, const RelPath& path, std::string_view what) {
+    (void)walk(root_fd, path, path.components.size(), true, what);
+}
+
+void write_new_file(int root_fd, const RelPath& path, std::string_view content, mode_t mode, std::string_view what) {
+    const core::UniqueFd parent = open_parent(root_fd, path, /*create=*/true, what);
+    remove_at(parent.get(), path.name(), what);
+    int fd;
+    do {
+        fd = ::openat(parent.get(), path.name().c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) core::throw_errno(std::string(what) + ": cannot create " + path.text);
+    const core::UniqueFd owned(fd);
+    core::write_all(fd, content.data(), content.size(), path.text);
+    if (::fchmod(fd, mode) != 0) core::throw_errno(std::string(what) + ": cannot chmod " + path.text);
+}
+
+std::optional<struct stat> stat_at(int dir_fd, const std::string& name) {
+    struct stat st {};
+    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return st;
+    if (errno == ENOENT) return std::nullopt;
+    core::throw_errno("cannot stat " + name);
+}
+
+void remove_at(int dir_fd, const std::string& name, std::string_view what) {
+    const auto st = stat_at(dir_fd, name);
+    if (!st) return;
+    if (S_ISDIR(st->st_mode)) {
+        throw Error(ErrorCategory::invalid_input,
+                    std::string(what) + ": a directory is in the way (\"" + name + "\")");
+    }
+    if (::unlinkat(dir_fd, name.c_str(), 0) != 0 && errno != ENOENT)
+        core::throw_errno(std::string(what) + ": cannot remove " + name);
+}
+
+std::string read_link_at(int dir_fd, const std::string& name, std::string_view what) {
+    std::string buf(256, '\0');
+    for (;;) {
+        const ssize_t n = ::readlinkat(dir_fd, name.c_str(), buf.data(), buf.size());
+        if (n < 0) core::throw_errno(std::string(what) + ": cannot read symlink " + name);
+        if (static_cast<std::size_t>(n) < buf.size()) {
+            buf.resize(static_cast<std::size_t>(n));
+            return buf;
+        }
+        buf.resize(buf.size() * 2);
+    }
+}
+
+}  // namespace ocibuild::conda::detail

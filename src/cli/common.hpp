@@ -60,5 +60,6 @@ Command add_build_command(CLI::App& app);
 std::vector<Command> add_image_commands(CLI::App& app);  // pull, push, inspect
 std::vector<Command> add_login_commands(CLI::App& app);  // login, logout
 Command add_unpack_command(CLI::App& app);
+Command add_solve_command(CLI::App& app);
 
 }  // namespace ocibuild::cli

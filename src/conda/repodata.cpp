@@ -500,23 +500,23 @@ private:
         r.n_constrains = count16(n_constrains);
         if (n_features > UINT8_MAX) throw FieldError{record_at, "more than 255 track_features"};
         r.n_features = static_cast<std::uint8_t>(n_features);
-        // Normal order in real files: depends before constrains before track_features. Reorder the
-        // tail otherwise.
+        // Real files list depends before constrains before track_features, which is the order
+        // the record's slice of `lists` needs; rebuild the slice when a file says otherwise.
         const std::size_t base = r.lists;
         const bool in_order = (n_depends == 0 || depends_at == base) &&
                               (n_constrains == 0 || constrains_at == base + n_depends) &&
                               (n_features == 0 || features_at == base + n_depends + n_constrains);
         if (!in_order) {
-            std::vector<std::uint32_t> tail;
-            tail.reserve(n_depends + n_constrains + n_features);
-            tail.insert(tail.end(), lists.begin() + static_cast<std::ptrdiff_t>(depends_at == SIZE_MAX ? base : depends_at),
-                        lists.begin() + static_cast<std::ptrdiff_t>((depends_at == SIZE_MAX ? base : depends_at) + n_depends));
-            tail.insert(tail.end(), lists.begin() + static_cast<std::ptrdiff_t>(constrains_at == SIZE_MAX ? base : constrains_at),
-                        lists.begin() + static_cast<std::ptrdiff_t>((constrains_at == SIZE_MAX ? base : constrains_at) + n_constrains));
-            tail.insert(tail.end(), lists.begin() + static_cast<std::ptrdiff_t>(features_at == SIZE_MAX ? base : features_at),
-                        lists.begin() + static_cast<std::ptrdiff_t>((features_at == SIZE_MAX ? base : features_at) + n_features));
-            std::copy(tail.begin(), tail.end(), lists.begin() + static_cast<std::ptrdiff_t>(base));
-            lists.resize(base + tail.size());
+            std::vector<std::uint32_t> slice;
+            auto take = [&](std::size_t at, std::size_t n) {
+                const auto from = lists.begin() + static_cast<std::ptrdiff_t>(at == SIZE_MAX ? base : at);
+                slice.insert(slice.end(), from, from + static_cast<std::ptrdiff_t>(n));
+            };
+            take(depends_at, n_depends);
+            take(constrains_at, n_constrains);
+            take(features_at, n_features);
+            lists.resize(base);
+            lists.insert(lists.end(), slice.begin(), slice.end());
         }
         r.build_offset = to_arena(build);
         r.build_size = static_cast<std::uint16_t>(build.size());

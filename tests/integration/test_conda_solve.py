@@ -1,5 +1,6 @@
 """`ocibuild solve`: conda's choices on channels made here, served over HTTP on 127.0.0.1 or read
 from a folder. Each test builds the smallest channel that shows one rule."""
+import hashlib
 import json
 import os
 
@@ -65,10 +66,11 @@ def versions(solve, channel, spec):
 
 def test_highest_version_by_conda_order(solve, channels):
     chan = channels("c", [{"name": "foo", "version": v} for v in
-                          ["1.0", "1.9", "1.10", "1.10.1", "2.0.dev1", "2.0rc1", "1.2.post1", "1.2"]])
-    # 1.10 > 1.9 (numbers, not strings); 2.0rc1 > 2.0.dev1 (dev sorts before other strings).
+                          ["1.0", "1.9", "1.10", "1.10.1", "2.0dev1", "2.0rc1", "1.2.post1", "1.2"]])
+    # 1.10 > 1.9 (numbers, not strings); 2.0rc1 > 2.0dev1 (dev sorts before other strings).
     assert versions(solve, chan, "foo") == "2.0rc1"
-    assert versions(solve, chan, "foo <2") == "1.10.1"
+    assert versions(solve, chan, "foo <2") == "2.0rc1"  # conda: a pre-release of 2 is below 2
+    assert versions(solve, chan, "foo <1.11") == "1.10.1"
     assert versions(solve, chan, "foo 1.9.*") == "1.9"
     assert versions(solve, chan, "foo >=1.2,<1.10") == "1.9"
     assert versions(solve, chan, "foo 1.2.*") == "1.2.post1"  # post releases follow their release
@@ -245,6 +247,8 @@ def test_bad_spec_and_flags_are_usage_errors(solve, channels):
     assert proc.returncode == 2 and "highest" in proc.stderr
     proc = solve("foo", "-c", chan, "--virtual-package", "cuda=12", check=False)
     assert proc.returncode == 2 and "cuda=12" in proc.stderr
+    proc = run([solve.binary, "solve", "foo", "-c", chan, "--platform", "darwin/arm64"], check=False)
+    assert proc.returncode == 2 and "darwin/arm64" in proc.stderr
 
 
 def test_second_run_revalidates_with_304(solve, tmp_path):
@@ -305,3 +309,19 @@ def test_missing_channel_is_an_error(solve, tmp_path):
         assert "nothing-here" in message
     message = solve.fails("foo", "-c", str(tmp_path / "no-folder"))
     assert "no-folder" in message
+
+
+def test_real_artifacts_describe_their_files(solve, tmp_path):
+    root = tmp_path / "channels"
+    make_channel(root / "chan", [
+        {"name": "data", "version": "1.0", "files": {"share/data/hello.txt": "hello\n"}},
+        {"name": "old", "version": "2.0", "fn": "old-2.0-0.tar.bz2", "files": {"share/old.txt": b"x"}},
+    ])
+    got = solve.answer("data", "old", "-c", str(root / "chan"))
+    for name, fn in (("data", "data-1.0-0.conda"), ("old", "old-2.0-0.tar.bz2")):
+        artifact = (root / "chan" / "linux-64" / fn).read_bytes()
+        record = got[name]
+        assert record["url"].endswith("/linux-64/" + fn)
+        assert record["sha256"] == hashlib.sha256(artifact).hexdigest()
+        assert record["md5"] == hashlib.md5(artifact).hexdigest()
+        assert record["size"] == len(artifact)

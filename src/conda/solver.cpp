@@ -343,6 +343,11 @@ void PoolContext::add_solvables(const std::vector<std::vector<Loaded>>& loaded) 
                     for (std::string_view d : repo->constrains(cand.index)) {
                         s->conflicts = repo_addid_dep(r, s->conflicts, dep(d, true), 0);
                     }
+                    if (pending[n].size() > 1) {
+                        const std::size_t i = names_[n].solvables.size();
+                        s->provides = repo_addid_dep(r, s->provides, one_per_name_id(n, 'x', i), 0);
+                        s->solv_requires = repo_addid_dep(r, s->solv_requires, one_per_name_id(n, 's', i), 0);
+                    }
                     if (static_cast<std::size_t>(p - first_solvable_) != candidates_.size()) {
                         throw core::Error(core::ErrorCategory::internal, "solver: solvable ids are not contiguous");
                     }
@@ -354,8 +359,10 @@ void PoolContext::add_solvables(const std::vector<std::vector<Loaded>>& loaded) 
         }
     }
 
-    // Virtual packages: installed and locked, never part of the answer.
-    Repo* installed = repo_create(pool_, "@virtual");
+    // Virtual packages: a repo of their own, each installed by a job (solve()), never part of the
+    // answer. Not libsolv's "installed" repo: that would make it compute update and choice rules
+    // over every dependency, which cost more than the rest of a large solve.
+    Repo* virtual_repo = repo_create(pool_, "@virtual");
     const auto& virtuals = request_.virtual_packages.packages;
     for (std::uint32_t i = 0; i < virtuals.size(); ++i) {
         const VirtualPackage& v = virtuals[i];
@@ -375,12 +382,12 @@ void PoolContext::add_solvables(const std::vector<std::vector<Loaded>>& loaded) 
         e.versions.push_back(*version);
         cand.version = v.version;
         cand.build = v.build;
-        Id p = repo_add_solvable(installed);
+        Id p = repo_add_solvable(virtual_repo);
         Solvable* s = pool_id2solvable(pool_, p);
         s->name = pool_str2id(pool_, v.name.c_str(), 1);
         s->evr = pool_str2id(pool_, "0", 1);
         s->arch = ARCH_NOARCH;
-        s->provides = repo_addid_dep(installed, s->provides, pool_rel2id(pool_, s->name, s->evr, REL_EQ, 1), 0);
+        s->provides = repo_addid_dep(virtual_repo, s->provides, pool_rel2id(pool_, s->name, s->evr, REL_EQ, 1), 0);
         if (static_cast<std::size_t>(p - first_solvable_) != candidates_.size()) {
             throw core::Error(core::ErrorCategory::internal, "solver: solvable ids are not contiguous");
         }
@@ -388,8 +395,31 @@ void PoolContext::add_solvables(const std::vector<std::vector<Loaded>>& loaded) 
         e.solvables.push_back(p);
         virtual_solvables_.push_back(p);
     }
-    repo_internalize(installed);
-    pool_set_installed(pool_, installed);
+    repo_internalize(virtual_repo);
+
+    // One package per name. libsolv's own rule for that (every solvable conflicts with every other
+    // of its name) is quadratic: millions of rules for conda-forge's python or libgcc builds. It is
+    // switched off (SOLVER_MULTIVERSION in solve()) and replaced by a ladder of helper solvables,
+    // linear in the builds: candidate i requires step i, step i requires step i+1 and conflicts
+    // with candidate i+1. Two candidates i < j would force step j-1, which excludes candidate j.
+    Repo* ladder = repo_create(pool_, "@one-per-name");
+    for (std::uint32_t n : sorted_names) {
+        const std::size_t k = pending[n].size();
+        if (k < 2) continue;
+        for (std::size_t i = 0; i < k; ++i) {
+            Id p = repo_add_solvable(ladder);
+            Solvable* s = pool_id2solvable(pool_, p);
+            s->name = one_per_name_id(n, 's', i);
+            s->evr = ID_EMPTY;
+            s->arch = ARCH_NOARCH;
+            s->provides = repo_addid_dep(ladder, s->provides, s->name, 0);
+            if (i + 1 < k) {
+                s->solv_requires = repo_addid_dep(ladder, s->solv_requires, one_per_name_id(n, 's', i + 1), 0);
+                s->conflicts = repo_addid_dep(ladder, s->conflicts, one_per_name_id(n, 'x', i + 1), 0);
+            }
+        }
+    }
+    repo_internalize(ladder);
     pool_createwhatprovides(pool_);
 }
 
@@ -403,7 +433,8 @@ void PoolContext::rank_ties(std::vector<std::vector<Candidate>>& pending) {
         auto it = best_rank.find(spec_text);
         if (it != best_rank.end()) return it->second;
         std::int64_t best = -1;
-        auto spec = MatchSpec::parse(spec_text);
+        const ParsedDep& pd = parsed(pool_strn2id(pool_, spec_text.data(), static_cast<unsigned>(spec_text.size()), 1));
+        const std::optional<MatchSpec>& spec = pd.spec;
         if (spec && spec->name().is_exact()) {
             auto idx = name_lookup_.find(lower(spec->name().to_string()));
             if (idx != name_lookup_.end() && idx->second < pending.size()) {
@@ -428,12 +459,18 @@ void PoolContext::rank_ties(std::vector<std::vector<Candidate>>& pending) {
         }
         for (auto& [key, members] : groups) {
             if (members.size() < 2) continue;
+            std::vector<std::vector<std::string_view>> depends(members.size());
+            for (std::size_t m = 0; m < members.size(); ++m) {
+                depends[m] = cands[members[m]].repo->depends(cands[members[m]].index);
+            }
+            if (std::all_of(depends.begin() + 1, depends.end(), [&](const auto& d) { return d == depends[0]; })) {
+                continue;  // the same dependencies: nothing to rank them by
+            }
             // Dependency names every member has, sorted; each member's key is the highest
             // version rank its spec for that name allows.
             std::vector<std::map<std::string_view, std::int64_t>> allows(members.size());
             for (std::size_t m = 0; m < members.size(); ++m) {
-                const Candidate& c = cands[members[m]];
-                for (std::string_view d : c.repo->depends(c.index)) {
+                for (std::string_view d : depends[m]) {
                     std::string_view name = spec_name(d);
                     std::int64_t h = highest(d);
                     auto [it, inserted] = allows[m].try_emplace(name, h);
@@ -460,6 +497,15 @@ void PoolContext::rank_ties(std::vector<std::vector<Candidate>>& pending) {
             }
         }
     }
+}
+
+Id PoolContext::one_per_name_id(std::uint32_t name, char role, std::size_t i) {
+    // "\x1f" cannot occur in a package name, so these never meet a real dependency.
+    std::string text = names_[name].name;
+    text += '\x1f';
+    text += role;
+    text += std::to_string(i);
+    return pool_strn2id(pool_, text.data(), static_cast<unsigned>(text.size()), 1);
 }
 
 Id PoolContext::dep(std::string_view spec, bool negated) {
@@ -624,7 +670,9 @@ std::vector<PackageRecord> solve(const SolveRequest& request) {
     }
     ctx.rethrow_pending();
     if (!unmatched.empty()) throw SolveError(detail::explain_unmatched(ctx, unmatched));
-    for (Id p : ctx.virtual_solvables()) queue_push2(&job.q, SOLVER_LOCK | SOLVER_SOLVABLE, p);
+    for (Id p : ctx.virtual_solvables()) queue_push2(&job.q, SOLVER_INSTALL | SOLVER_SOLVABLE, p);
+    // libsolv's quadratic same-name rules off: the pool's ladder keeps one package per name.
+    queue_push2(&job.q, SOLVER_MULTIVERSION | SOLVER_SOLVABLE_ALL, 0);
     for (const PackageRecord& wanted : request.preferred) {
         const detail::NameEntry* e = ctx.entry(wanted.name);
         if (!e) continue;

@@ -209,7 +209,10 @@ public:
             if ((type & SOLVER_RULE_TYPEMASK) == SOLVER_RULE_JOB) {
                 Id what = 0;
                 Id how = solver_rule2job(solver_, rid, &what);
-                if ((how & SOLVER_JOBMASK) != SOLVER_INSTALL) continue;  // locks of virtual packages, favors
+                // Only the user's specs: virtual packages are installed by SOLVER_SOLVABLE jobs.
+                if ((how & SOLVER_JOBMASK) != SOLVER_INSTALL || (how & SOLVER_SELECTMASK) != SOLVER_SOLVABLE_PROVIDES) {
+                    continue;
+                }
                 for (std::size_t s = 0; s < user_deps.size(); ++s) {
                     if (user_deps[s] != what) continue;
                     specs.insert(s);

@@ -100,6 +100,8 @@ private:
     };
     void add_solvables(const std::vector<std::vector<Loaded>>& by_name);
     void rank_ties(std::vector<std::vector<Candidate>>& pending);
+    /// The helper ids of the one-package-per-name ladder: 'x' (candidate i's token), 's' (step i).
+    Id one_per_name_id(std::uint32_t name, char role, std::size_t i);
     [[nodiscard]] bool channel_matches(const std::string& spec_channel, std::uint32_t channel) const;
     [[nodiscard]] bool candidate_matches(const MatchSpec& spec, const Candidate& c, std::vector<std::int8_t>& verdicts,
                                          const NameEntry& entry) const;

@@ -389,3 +389,24 @@ TEST_CASE("sort_topologically: dependencies first, ties by name, cycles broken d
     CHECK(sort_topologically({}).empty());
 }
 
+
+TEST_CASE("solver: one package per name") {
+    Channels ch;
+    ch.add("main", {
+                       {"pkg", "1.0", "0"},
+                       {"pkg", "2.0", "0"},
+                       {"pkg", "3.0", "0"},
+                       {"old", "1.0", "0", 0, {"pkg 1.0"}},
+                       {"new", "1.0", "0", 0, {"pkg >=2"}},
+                   });
+    const std::string both = solve_error(ch.request({"pkg 1.0", "pkg 3.0"}));
+    CHECK(both.find("cannot install 'pkg 1.0' and 'pkg 3.0' together") != std::string::npos);
+    const std::string deps = solve_error(ch.request({"old", "new"}));
+    CHECK(deps.find("cannot install 'old' and 'new' together:") != std::string::npos);
+    CHECK(deps.find("new 1.0 needs pkg >=2") != std::string::npos);
+    CHECK(deps.find("old 1.0 needs pkg 1.0") != std::string::npos);
+    for (const auto& r : solve(ch.request({"old", "pkg"}))) CHECK(r.name != "pkg\x1fs0");
+    CHECK(picked(solve(ch.request({"old", "pkg"}))) ==
+          std::map<std::string, std::string>{{"old", "1.0 0"}, {"pkg", "1.0 0"}});
+    CHECK(picked(solve(ch.request({"new", "pkg <3"})))["pkg"] == "2.0 0");
+}

@@ -305,3 +305,62 @@ def test_lock_pins_a_local_layout_base_digest(ocibuild, tmp_path, busybox_layout
     digest = next(m["digest"] for m in index["manifests"]
                   if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == "1")
     assert tomllib.loads((tmp_path / "ctx" / "recipe.lock").read_text())["base"]["digest"] == digest
+
+
+def test_a_build_from_the_lock_gives_the_image_the_solving_build_gave(ocibuild, tmp_path, channel):
+    recipe = conda_recipe(tmp_path / "ctx", channel.url)
+    solved = ocibuild("build", recipe, "--store", tmp_path / "s1").stdout.strip()
+    assert (tmp_path / "ctx" / "recipe.lock").exists()
+    from_lock = ocibuild("build", recipe, "--locked", "--store", tmp_path / "s2").stdout.strip()
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", solved)
+    assert from_lock == solved
+
+
+TWO_STEPS = """[image]
+platform = "linux/amd64"
+
+[base]
+ref = "scratch"
+
+[[step]]
+[step.conda]
+prefix = "/opt/a"
+channels = ["{url}"]
+packages = ["app"]
+
+[[step]]
+copy = {{ from = "notes.txt", to = "/notes.txt" }}
+
+[[step]]
+[step.conda]
+prefix = "/opt/b"
+channels = ["{url}"]
+packages = ["tool"]
+"""
+
+
+def test_every_conda_step_is_locked_and_exported_by_its_step_number(ocibuild, tmp_path, channel):
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "notes.txt").write_text("notes\n")
+    recipe = write_recipe(tmp_path / "ctx", TWO_STEPS.format(url=channel.url))
+    proc = ocibuild("lock", recipe, "--update", "tool", check=False)
+    assert proc.returncode == 1
+    assert f"there is no lock file {tmp_path / 'ctx' / 'recipe.lock'} to update" in proc.stderr
+
+    ocibuild("lock", recipe)
+    lock_file = tmp_path / "ctx" / "recipe.lock"
+    assert locked_versions(lock_file, 1) == {"app": "1.0", "liba": "1.0", "libb": "1.0"}
+    assert locked_versions(lock_file, 3) == {"tool": "1.0"}
+    layout = tmp_path / "out"
+    ocibuild("build", recipe, "--locked", "-o", f"oci:{layout}:1")
+    last = layer_files(layout, "1")  # the second conda step's layer: only its own environment
+    assert last["opt/b/share/tool/VERSION"] == b"tool 1.0\n"
+    assert all(path.startswith("opt/b/") for path in last), sorted(last)
+    assert any(path.startswith("opt/b/conda-meta/tool-1.0-0") for path in last), sorted(last)
+
+    proc = ocibuild("export", recipe, "--explicit", check=False)
+    assert proc.returncode == 2
+    assert "locks conda steps 1, 3; choose one with --step N" in proc.stderr
+    served = published(channel.folder)
+    assert ocibuild("export", recipe, "--explicit", "--step", "3").stdout.splitlines()[-1] == (
+        f"{channel.url}/linux-64/{served['tool']['1.0']['fn']}#sha256:{served['tool']['1.0']['sha256']}")

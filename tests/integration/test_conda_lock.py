@@ -298,13 +298,26 @@ def test_lock_pins_the_registry_base_and_build_pulls_that_digest(ocibuild, tmp_p
         "ref": plain_registry.ref("pin/base:2"), "platform": "linux/amd64", "digest": first}
 
 
-def test_lock_pins_a_local_layout_base_digest(ocibuild, tmp_path, busybox_layout):
-    recipe = write_recipe(tmp_path / "ctx", BASE_RECIPE.format(ref=f"oci:{busybox_layout}:1"))
+def test_lock_pins_a_local_layout_base_digest_and_its_virtual_packages(ocibuild, tmp_path, busybox_layout, channel):
+    # The busybox base says CUDA_VERSION=12.4.1 and has no glibc: that, not this host, is what is solved for.
+    text = BASE_RECIPE.format(ref=f"oci:{busybox_layout}:1") + (
+        f'\n[[step]]\n[step.conda]\nprefix = "/opt/env"\nchannels = ["{channel.url}"]\npackages = ["tool"]\n')
+    recipe = write_recipe(tmp_path / "ctx", text)
     ocibuild("lock", recipe)
     index = json.loads((busybox_layout / "index.json").read_text())
     digest = next(m["digest"] for m in index["manifests"]
                   if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == "1")
-    assert tomllib.loads((tmp_path / "ctx" / "recipe.lock").read_text())["base"]["digest"] == digest
+    data = tomllib.loads((tmp_path / "ctx" / "recipe.lock").read_text())
+    assert data["base"]["digest"] == digest
+    assert data["conda"][0]["virtual_packages"] == {"__archspec": "1=x86_64", "__cuda": "12.4", "__linux": "4.18",
+                                                     "__unix": "0"}
+    layout = tmp_path / "out"
+    ocibuild("build", recipe, "--locked", "-o", f"oci:{layout}:1")
+    assert layer_files(layout, "1")["opt/env/share/tool/VERSION"] == b"tool 1.0\n"
+    # CONDA_OVERRIDE_CUDA="" removes __cuda, as in conda: the lock no longer matches.
+    proc = ocibuild("build", recipe, "--locked", check=False, env={"CONDA_OVERRIDE_CUDA": ""})
+    assert proc.returncode == 1
+    assert "virtual packages changed (__cuda 12.4 -> none)" in proc.stderr, proc.stderr
 
 
 def test_a_build_from_the_lock_gives_the_image_the_solving_build_gave(ocibuild, tmp_path, channel):

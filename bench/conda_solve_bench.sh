@@ -16,7 +16,14 @@
 #   BENCH_RUNS        runs per tool, round-robin; the median wall is shown (default 3)
 #   BENCH_TOOLS       which tools to run (default "ocibuild rattler")
 #   BENCH_SPECS       the request, one spec per line (default: the PyTorch request below)
+#   BENCH_VIRTUAL_PACKAGES  NAME=VERSION[=BUILD] words (default: __cuda=12.4 __glibc=2.35
+#                     __linux=4.18 __unix=0 __archspec=1=x86_64); ocibuild gets all but __unix, which
+#                     it takes from the platform
 #   BENCH_KEEP        keep the run folder (answers, logs) and print its path
+#
+# Columns: wall and peak RSS of the tool's process (/usr/bin/time -v), its CPU time (user + sys), and
+# the CPU time the loopback HTTP server (python3 -m http.server) spent serving that run, which is
+# in neither tool's CPU time but is in both walls.
 #
 # Fairness: both tools download and parse the repodata on every run. ocibuild gets a fresh, empty
 # store (OCIBUILD_STORE) per run, so its repodata cache is cold; rattler's WASM gateway keeps no
@@ -45,7 +52,7 @@ tensorboard
 scikit-learn
 pandas
 matplotlib'
-VIRTUAL_PACKAGES=(__cuda=12.4 __glibc=2.35 __linux=4.18 __unix=0 __archspec=1=x86_64)
+read -r -a VIRTUAL_PACKAGES <<<"${BENCH_VIRTUAL_PACKAGES:-__cuda=12.4 __glibc=2.35 __linux=4.18 __unix=0 __archspec=1=x86_64}"
 
 note() { printf '  note: %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -109,8 +116,12 @@ done
 [[ -n $PORT ]] || die "the HTTP server did not start: $(cat "$WORK/http.log")"
 URL=http://127.0.0.1:$PORT/$CHANNEL
 
-VP_ARGS=()
-for vp in "${VIRTUAL_PACKAGES[@]}"; do VP_ARGS+=(--virtual-package "$vp"); done
+VP_ARGS=() VP_ARGS_OCIBUILD=()
+for vp in "${VIRTUAL_PACKAGES[@]}"; do
+    VP_ARGS+=(--virtual-package "$vp")
+    # ocibuild derives __unix from the platform and refuses to have it overridden (as conda does)
+    [[ $vp == __unix=* ]] || VP_ARGS_OCIBUILD+=(--virtual-package "$vp")
+done
 
 # "name version build" lines of an `ocibuild solve --json` answer, virtual packages left out.
 json_answer() {
@@ -129,14 +140,19 @@ wall_seconds() {  # "h:mm:ss" or "m:ss.ss" → seconds
     echo "$1" | awk -F: '{ s = 0; for (i = 1; i <= NF; i++) s = s * 60 + $i; printf "%.2f", s }'
 }
 
-run_tool() {  # run_tool TOOL RUN → $WORK/TOOL.RUN.{out,err,time,answer}
-    local tool=$1 run=$2 prefix=$WORK/$1.$2
+server_cpu() {  # CPU seconds the HTTP server has used so far
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$SERVER_PID/stat"
+}
+
+run_tool() {  # run_tool TOOL RUN → $WORK/TOOL.RUN.{out,err,time,answer,server}
+    local tool=$1 run=$2 prefix=$WORK/$1.$2 server_before
+    server_before=$(server_cpu)
     case $tool in
     ocibuild)
         local store
         store=$(mktemp -d "$WORK/store.XXXXXX")
         if ! OCIBUILD_STORE=$store /usr/bin/time -v -o "$prefix.time" \
-            "$OCIBUILD" solve "${SPECS[@]}" -c "$URL" "${VP_ARGS[@]}" --json >"$prefix.out" 2>"$prefix.err"; then
+            "$OCIBUILD" solve "${SPECS[@]}" -c "$URL" --platform linux/amd64 "${VP_ARGS_OCIBUILD[@]}" --json >"$prefix.out" 2>"$prefix.err"; then
             sed 's/^/    /' "$prefix.err" >&2
             die "ocibuild solve failed (run $run)"
         fi
@@ -151,6 +167,7 @@ run_tool() {  # run_tool TOOL RUN → $WORK/TOOL.RUN.{out,err,time,answer}
         fi
         ;;
     esac
+    awk -v a="$(server_cpu)" -v b="$server_before" 'BEGIN { printf "%.2f\n", a - b }' >"$prefix.server"
 }
 
 echo "conda solve: $(printf '"%s" ' "${SPECS[@]}")"
@@ -168,11 +185,13 @@ done
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 declare -A WALL RSS
 echo
-printf '  %-10s %8s %12s  %s\n' tool "wall s" "peak RSS MB" "split (median of $RUNS runs where timed)"
+printf '  %-10s %7s %6s %7s %8s  %s\n' tool "wall s" "CPU s" "RSS MB" "server s" "split (medians of $RUNS runs)"
 for tool in $TOOLS; do
-    walls=() rss=() a=() b=() c=()
+    walls=() rss=() a=() b=() cpu=() server=()
     for run in $(seq "$RUNS"); do
         walls+=("$(wall_seconds "$(time_field "$WORK/$tool.$run.time" 'Elapsed (wall clock) time (h:mm:ss or m:ss)')")")
+        cpu+=("$(echo "$(time_field "$WORK/$tool.$run.time" 'User time (seconds)') + $(time_field "$WORK/$tool.$run.time" 'System time (seconds)')" | bc)")
+        server+=("$(cat "$WORK/$tool.$run.server")")
         rss+=("$(time_field "$WORK/$tool.$run.time" 'Maximum resident set size (kbytes)')")
         if [[ $tool == ocibuild ]]; then
             a+=("$(sed -n 's/^solve: loaded [0-9]* records in \([0-9]*\) ms.*/\1/p' "$WORK/$tool.$run.err")")
@@ -192,7 +211,8 @@ for tool in $TOOLS; do
     else
         split="download $ma ms, parse+solve $mb ms (its API does not split them)"
     fi
-    printf '  %-10s %8s %12.0f  %s\n' "$tool" "${WALL[$tool]}" "$(echo "${RSS[$tool]} / 1024" | bc -l)" "$split"
+    printf '  %-10s %7s %6s %7.0f %8s  %s\n' "$tool" "${WALL[$tool]}" "$(printf '%s\n' "${cpu[@]}" | median)" \
+        "$(echo "${RSS[$tool]} / 1024" | bc -l)" "$(printf '%s\n' "${server[@]}" | median)" "$split"
     printf '             walls: %s\n' "${walls[*]}"
 done
 

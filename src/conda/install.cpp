@@ -12,6 +12,7 @@
 #include <atomic>
 #include <exception>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -207,7 +208,16 @@ void install(const std::vector<PackageRecord>& packages, const std::filesystem::
     const std::string prefix_text = "/" + prefix_path->text;
     if (options.package_cache.empty()) throw Error(ErrorCategory::internal, "no conda package cache folder given");
 
-    const detail::PackageCache cache(options.package_cache, options);
+    // The caller's log need not be thread-safe: fetching logs from several threads.
+    InstallOptions fetch_options = options;
+    auto log_mutex = std::make_shared<std::mutex>();
+    if (options.log) {
+        fetch_options.log = [log_mutex, &options](std::string_view line) {
+            const std::lock_guard lock(*log_mutex);
+            options.log(line);
+        };
+    }
+    const detail::PackageCache cache(options.package_cache, fetch_options);
     std::vector<fs::path> extracted(packages.size());
     run_parallel(packages.size(), options.jobs, [&](std::size_t i) { extracted[i] = cache.get(packages[i]); });
 

@@ -456,7 +456,12 @@ void set_mode_and_time(int fd, mode_t mode, std::int64_t mtime, const std::strin
 class Linker {
 public:
     Linker(const PackageRecord& record, const LinkContext& context, int package_fd)
-        : record_(record), context_(context), package_fd_(package_fd), what_(describe_package(record)) {}
+        : record_(record),
+          context_(context),
+          package_fd_(package_fd),
+          what_(describe_package(record)),
+          source_dirs_(package_fd),
+          target_dirs_(context.prefix_fd) {}
 
     std::vector<LinkedPath> run() {
         const bool noarch_python = record_.noarch == "python";
@@ -498,22 +503,22 @@ private:
             out.prefix_placeholder = e.placeholder;
             out.file_mode = e.file_mode;
         }
-        const core::UniqueFd src_parent = open_parent(package_fd_, e.path, /*create=*/false, what_);
-        const auto st = stat_at(src_parent.get(), e.path.name());
+        const int src_parent = source_dirs_.parent(e.path, /*create=*/false, what_);
+        const auto st = stat_at(src_parent, e.path.name());
         if (!st) {
             throw Error(ErrorCategory::invalid_input,
                         what_ + ": the package lists \"" + e.path.text + "\" but does not contain it");
         }
         if (S_ISDIR(st->st_mode)) {
-            make_dirs(context_.prefix_fd, target, what_);
+            (void)target_dirs_.dir(target, /*create=*/true, what_);
             out.path_type = "directory";
             return out;
         }
-        const core::UniqueFd dst_parent = open_parent(context_.prefix_fd, target, /*create=*/true, what_);
-        remove_at(dst_parent.get(), target.name(), what_);  // a file of an earlier package: replaced
+        const int dst_parent = target_dirs_.parent(target, /*create=*/true, what_);
+        remove_at(dst_parent, target.name(), what_);  // a file of an earlier package: replaced
         if (S_ISLNK(st->st_mode)) {
-            const std::string link = read_link_at(src_parent.get(), e.path.name(), what_);
-            if (::symlinkat(link.c_str(), dst_parent.get(), target.name().c_str()) != 0)
+            const std::string link = read_link_at(src_parent, e.path.name(), what_);
+            if (::symlinkat(link.c_str(), dst_parent, target.name().c_str()) != 0)
                 core::throw_errno(what_ + ": cannot create symlink " + target.text);
             out.path_type = "softlink";
             return out;
@@ -522,8 +527,8 @@ private:
             throw Error(ErrorCategory::invalid_input, what_ + ": \"" + e.path.text + "\" is not a regular file");
         }
         if (e.path_type == "softlink" || e.path_type == "directory") out.path_type = "hardlink";
-        const core::UniqueFd src = open_at(src_parent.get(), e.path.name(), O_RDONLY, 0, what_ + ": " + e.path.text);
-        const core::UniqueFd dst = open_at(dst_parent.get(), target.name(), O_WRONLY | O_CREAT | O_EXCL, 0600,
+        const core::UniqueFd src = open_at(src_parent, e.path.name(), O_RDONLY, 0, what_ + ": " + e.path.text);
+        const core::UniqueFd dst = open_at(dst_parent, target.name(), O_WRONLY | O_CREAT | O_EXCL, 0600,
                                            what_ + ": " + target.text);
         try {
             std::int64_t mtime = st->st_mtim.tv_sec;
@@ -564,7 +569,7 @@ private:
             }
             set_mode_and_time(dst.get(), st->st_mode & 0777, mtime, target.text);
         } catch (...) {
-            (void)::unlinkat(dst_parent.get(), target.name().c_str(), 0);
+            (void)::unlinkat(dst_parent, target.name().c_str(), 0);
             throw;
         }
         return out;
@@ -573,10 +578,10 @@ private:
     LinkedPath write_entry_point(const EntryPoint& ep) {
         const RelPath target = checked_path("bin/" + ep.command, "info/link.json", what_);
         const std::string script = entry_point_script(ep, context_.prefix + "/" + context_.python->interpreter);
-        const core::UniqueFd parent = open_parent(context_.prefix_fd, target, /*create=*/true, what_);
-        remove_at(parent.get(), target.name(), what_);
+        const int parent = target_dirs_.parent(target, /*create=*/true, what_);
+        remove_at(parent, target.name(), what_);
         const core::UniqueFd fd =
-            open_at(parent.get(), target.name(), O_WRONLY | O_CREAT | O_EXCL, 0600, what_ + ": " + target.text);
+            open_at(parent, target.name(), O_WRONLY | O_CREAT | O_EXCL, 0600, what_ + ": " + target.text);
         core::write_all(fd.get(), script.data(), script.size(), target.text);
         set_mode_and_time(fd.get(), 0775, entry_point_mtime, target.text);
         LinkedPath out;
@@ -592,6 +597,8 @@ private:
     const LinkContext& context_;
     int package_fd_;
     std::string what_;
+    DirWalker source_dirs_;
+    DirWalker target_dirs_;
 };
 
 }  // namespace

@@ -237,17 +237,15 @@ fs::path PackageCache::get(const PackageRecord& record) const {
         throw Error(ErrorCategory::invalid_input, what + ": bad artifact file name \"" + fn + "\"");
     }
     const fs::path stored = root_ / "archives" / (key + "-" + fn);
-    std::string archive;
-    if (is_file(stored)) {
-        archive = stored.string();  // verified before it got this name
-    } else {
-        archive = fetch(record, stored, what);
-    }
+    // Extraction reads the very file descriptor that was verified (a file:// artifact swapped
+    // after its check is never what gets extracted).
+    const core::UniqueFd archive = is_file(stored) ? core::open_file(stored, O_RDONLY)  // verified before it got this name
+                                                   : fetch(record, stored, what);
 
     const fs::path temp = root_ / "tmp" / (key + "." + core::unique_suffix());
     if (::mkdir(temp.c_str(), 0755) != 0) core::throw_errno("cannot create " + temp.string());
     try {
-        extract_package(archive, fn, temp.string(), what + " (" + record.url + ")");
+        extract_package(archive.get(), fn, temp.string(), what + " (" + record.url + ")");
         if (::rename(temp.c_str(), final_dir.c_str()) != 0) {
             if ((errno == ENOTEMPTY || errno == EEXIST) && is_dir(final_dir)) {
                 remove_tree(temp);  // someone finished it without our lock: identical content
@@ -263,7 +261,7 @@ fs::path PackageCache::get(const PackageRecord& record) const {
     return final_dir;
 }
 
-std::string PackageCache::fetch(const PackageRecord& record, const fs::path& stored, const std::string& what) const {
+core::UniqueFd PackageCache::fetch(const PackageRecord& record, const fs::path& stored, const std::string& what) const {
     if (record.url.empty()) throw Error(ErrorCategory::invalid_input, what + ": the record has no URL");
     const std::vector<std::string> urls = mirror_urls(record.url, options_.channels);
     std::vector<Error> failures;
@@ -272,7 +270,7 @@ std::string PackageCache::fetch(const PackageRecord& record, const fs::path& sto
             if (url.starts_with("file://")) {
                 // Read in place: verified, never copied into the cache.
                 const std::string path = file_url_path(url, what);
-                const core::UniqueFd fd = core::open_file(path, O_RDONLY);
+                core::UniqueFd fd = core::open_file(path, O_RDONLY);
                 HashingSink sink(nullptr);
                 std::vector<char> buf(1 << 20);
                 for (;;) {
@@ -281,7 +279,7 @@ std::string PackageCache::fetch(const PackageRecord& record, const fs::path& sto
                     sink.write(buf.data(), n);
                 }
                 check_digest(record, sink.finish_hex(), url, what);
-                return path;
+                return fd;
             }
             if (!url.starts_with("http://") && !url.starts_with("https://")) {
                 throw Error(ErrorCategory::unsupported, what + ": " + url + ": unsupported URL scheme");
@@ -301,9 +299,10 @@ std::string PackageCache::fetch(const PackageRecord& record, const fs::path& sto
                             what + ": GET " + url + ": HTTP " + std::to_string(response.status));
             }
             check_digest(record, sink.finish_hex(), url, what);
+            core::UniqueFd fd = core::open_file(file.temp_path(), O_RDONLY);
             file.commit();
             if (options_.log) options_.log("downloaded " + record.fn + " from " + url);
-            return stored.string();
+            return fd;
         } catch (const Error& e) {
             failures.push_back(e);
         }

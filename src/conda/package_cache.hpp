@@ -15,6 +15,7 @@
 
 #include "ocibuild/conda/install.hpp"
 #include "ocibuild/conda/repodata.hpp"
+#include "ocibuild/core/fd.hpp"
 
 namespace ocibuild::conda::detail {
 
@@ -30,8 +31,8 @@ public:
     [[nodiscard]] std::filesystem::path get(const PackageRecord& record) const;
 
 private:
-    /// Downloads (or, for file://, verifies in place) the archive; its path.
-    [[nodiscard]] std::string fetch(const PackageRecord& record, const std::filesystem::path& stored,
+    /// Downloads (or, for file://, verifies in place) the archive; the verified file, open.
+    [[nodiscard]] core::UniqueFd fetch(const PackageRecord& record, const std::filesystem::path& stored,
                                     const std::string& what) const;
 
     std::filesystem::path root_;

@@ -46,7 +46,8 @@ ReadArchive new_reader() {
 /// Writes the entries of one tar stream into the destination tree.
 class TreeWriter {
 public:
-    TreeWriter(int root_fd, std::string what) : root_fd_(root_fd), what_(std::move(what)), buffer_(buffer_size) {}
+    TreeWriter(int root_fd, std::string what)
+        : root_fd_(root_fd), dirs_(root_fd), what_(std::move(what)), buffer_(buffer_size) {}
 
     void write_all(struct archive* a, std::string_view member) {
         for (;;) {
@@ -88,32 +89,32 @@ private:
         const std::string where = what_ + ": " + std::string(member);
 
         if (type == AE_IFDIR) {
-            make_dirs(root_fd_, *path, where);
+            (void)dirs_.dir(*path, /*create=*/true, where);
             return;
         }
-        const core::UniqueFd parent = open_parent(root_fd_, *path, /*create=*/true, where);
+        const int parent = dirs_.parent(*path, /*create=*/true, where);
         const std::string& name = path->name();
 
         if (const char* link = archive_entry_hardlink(entry); link != nullptr) {
             const auto target = parse_rel_path(link);
             if (!target) refuse(member, raw_path, "hard link to \"" + std::string(link) + "\" leaves the package");
             const core::UniqueFd target_parent = open_parent(root_fd_, *target, /*create=*/false, where);
-            remove_at(parent.get(), name, where);
-            if (::linkat(target_parent.get(), target->name().c_str(), parent.get(), name.c_str(), 0) != 0)
+            remove_at(parent, name, where);
+            if (::linkat(target_parent.get(), target->name().c_str(), parent, name.c_str(), 0) != 0)
                 core::throw_errno(where + ": cannot hard-link \"" + path->text + "\" to \"" + target->text + "\"");
             files_.push_back(path->text);
             return;
         }
         switch (type) {
             case AE_IFREG:
-                remove_at(parent.get(), name, where);
-                write_file(a, entry, parent.get(), *path, where);
+                remove_at(parent, name, where);
+                write_file(a, entry, parent, *path, where);
                 break;
             case AE_IFLNK: {
                 const char* target = archive_entry_symlink(entry);
                 if (target == nullptr || *target == '\0') refuse(member, raw_path, "symlink without a target");
-                remove_at(parent.get(), name, where);
-                if (::symlinkat(target, parent.get(), name.c_str()) != 0)
+                remove_at(parent, name, where);
+                if (::symlinkat(target, parent, name.c_str()) != 0)
                     core::throw_errno(where + ": cannot create symlink " + path->text);
                 break;
             }
@@ -143,7 +144,7 @@ private:
             }
             // Permission bits only: no setuid/setgid/sticky from a downloaded package, and the
             // owner can always read it back when linking.
-            const mode_t mode = (archive_entry_perm(entry) & 0777) | S_IRUSR | S_IWUSR;
+            const mode_t mode = (archive_entry_perm(entry) & 0777) | S_IRUSR;
             if (::fchmod(fd.get(), mode) != 0) core::throw_errno(where + ": cannot chmod " + path.text);
             std::int64_t mtime = archive_entry_mtime_is_set(entry) ? archive_entry_mtime(entry) : min_mtime;
             if (mtime < min_mtime) mtime = min_mtime;
@@ -156,16 +157,17 @@ private:
     }
 
     int root_fd_;
+    DirWalker dirs_;
     std::string what_;
     std::vector<char> buffer_;
     std::vector<std::string> files_;
 };
 
-void extract_tar_bz2(const std::string& archive_path, TreeWriter& writer, const std::string& what) {
+void extract_tar_bz2(int archive_fd, TreeWriter& writer, const std::string& what) {
     ReadArchive a = new_reader();
     archive_read_support_filter_bzip2(a.get());
     archive_read_support_format_tar(a.get());
-    if (archive_read_open_filename(a.get(), archive_path.c_str(), buffer_size) != ARCHIVE_OK) {
+    if (archive_read_open_fd(a.get(), archive_fd, buffer_size) != ARCHIVE_OK) {
         throw Error(ErrorCategory::invalid_input, what + ": " + archive_message(a.get()));
     }
     writer.write_all(a.get(), "tar.bz2");
@@ -188,10 +190,11 @@ la_ssize_t read_member(struct archive* inner, void* client, const void** out) {
     return n;
 }
 
-void extract_conda(const std::string& archive_path, TreeWriter& writer, const std::string& what) {
+void extract_conda(int archive_fd, TreeWriter& writer, const std::string& what) {
     ReadArchive zip = new_reader();
     archive_read_support_format_zip(zip.get());
-    if (archive_read_open_filename(zip.get(), archive_path.c_str(), buffer_size) != ARCHIVE_OK) {
+    // A regular file: libarchive seeks, and reads the central directory.
+    if (archive_read_open_fd(zip.get(), archive_fd, buffer_size) != ARCHIVE_OK) {
         throw Error(ErrorCategory::invalid_input, what + ": not a .conda (ZIP) file: " + archive_message(zip.get()));
     }
     bool saw_info = false;
@@ -242,13 +245,14 @@ void extract_conda(const std::string& archive_path, TreeWriter& writer, const st
 
 }  // namespace
 
-void extract_package(const std::string& archive, std::string_view fn, const std::string& dest, std::string_view what) {
+void extract_package(int archive_fd, std::string_view fn, const std::string& dest, std::string_view what) {
+    if (::lseek(archive_fd, 0, SEEK_SET) != 0) core::throw_errno(std::string(what) + ": cannot seek in the archive");
     const core::UniqueFd root = open_root(dest);
     TreeWriter writer(root.get(), std::string(what));
     if (fn.ends_with(".conda")) {
-        extract_conda(archive, writer, std::string(what));
+        extract_conda(archive_fd, writer, std::string(what));
     } else if (fn.ends_with(".tar.bz2")) {
-        extract_tar_bz2(archive, writer, std::string(what));
+        extract_tar_bz2(archive_fd, writer, std::string(what));
     } else {
         throw Error(ErrorCategory::unsupported,
                     std::string(what) + ": unknown package format \"" + std::string(fn) +

@@ -9,10 +9,11 @@
 
 namespace ocibuild::conda::detail {
 
-/// Extracts `archive` (a file named like `fn`) into `dest` (an existing empty folder). `what`
+/// Extracts the archive open on `archive_fd` (a regular file named like `fn`, read from offset 0)
+/// into `dest` (an existing empty folder). `what`
 /// names the package in errors ("package zlib-1.3.1-h_0 (https://…/zlib-1.3.1-h_0.conda)").
 /// Throws core::Error(invalid_input) for a malformed or hostile archive,
 /// core::Error(unsupported) for an unknown format.
-void extract_package(const std::string& archive, std::string_view fn, const std::string& dest, std::string_view what);
+void extract_package(int archive_fd, std::string_view fn, const std::string& dest, std::string_view what);
 
 }  // namespace ocibuild::conda::detail

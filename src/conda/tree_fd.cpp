@@ -38,6 +38,14 @@ core::UniqueFd open_root(const std::string& dir) {
 
 namespace {
 
+[[noreturn]] void refuse_step(int err, const RelPath& path, const std::string& so_far, std::string_view what) {
+    if (err == ENOTDIR || err == ELOOP) {
+        throw Error(ErrorCategory::invalid_input, std::string(what) + ": \"" + path.text + "\": \"" + so_far +
+                                                      "\" is a symlink or not a directory, refusing to go through it");
+    }
+    core::throw_errno(err, std::string(what) + ": cannot open directory " + so_far);
+}
+
 /// One step of the walk: `name` in `dir_fd` as an O_PATH directory fd, or -1 with errno.
 int open_step(int dir_fd, const std::string& name) {
     int fd;
@@ -47,34 +55,59 @@ int open_step(int dir_fd, const std::string& name) {
     return fd;
 }
 
+/// `name` in `dir_fd` as a directory (made first with `create`), or -1 with errno.
+int open_or_make(int dir_fd, const std::string& name, bool create) {
+    int fd = open_step(dir_fd, name);
+    if (fd < 0 && errno == ENOENT && create) {
+        if (::mkdirat(dir_fd, name.c_str(), 0755) != 0 && errno != EEXIST) return -1;
+        fd = open_step(dir_fd, name);
+    }
+    return fd;
+}
+
 core::UniqueFd walk(int root_fd, const RelPath& path, std::size_t count, bool create, std::string_view what) {
     core::UniqueFd current(::fcntl(root_fd, F_DUPFD_CLOEXEC, 0));
     if (!current) core::throw_errno("cannot duplicate a directory descriptor");
     std::string so_far;
     for (std::size_t i = 0; i < count; ++i) {
-        const std::string& name = path.components[i];
         if (!so_far.empty()) so_far += '/';
-        so_far += name;
-        int fd = open_step(current.get(), name);
-        if (fd < 0 && errno == ENOENT && create) {
-            if (::mkdirat(current.get(), name.c_str(), 0755) != 0 && errno != EEXIST)
-                core::throw_errno(std::string(what) + ": cannot create directory " + so_far);
-            fd = open_step(current.get(), name);
-        }
-        if (fd < 0) {
-            if (errno == ENOTDIR || errno == ELOOP) {
-                throw Error(ErrorCategory::invalid_input,
-                            std::string(what) + ": \"" + path.text + "\": \"" + so_far +
-                                "\" is a symlink or not a directory, refusing to go through it");
-            }
-            core::throw_errno(std::string(what) + ": cannot open directory " + so_far);
-        }
+        so_far += path.components[i];
+        const int fd = open_or_make(current.get(), path.components[i], create);
+        if (fd < 0) refuse_step(errno, path, so_far, what);
         current.reset(fd);
     }
     return current;
 }
 
 }  // namespace
+
+int DirWalker::walk_to(const RelPath& path, std::size_t count, bool create, std::string_view what) {
+    std::size_t common = 0;
+    while (common < names_.size() && common < count && names_[common] == path.components[common]) ++common;
+    names_.resize(common);
+    fds_.resize(common);
+    for (std::size_t i = common; i < count; ++i) {
+        const int at = fds_.empty() ? root_fd_ : fds_.back().get();
+        const int fd = open_or_make(at, path.components[i], create);
+        if (fd < 0) {
+            const int err = errno;
+            std::string so_far;
+            for (std::size_t j = 0; j <= i; ++j) so_far += (j > 0 ? "/" : "") + path.components[j];
+            refuse_step(err, path, so_far, what);
+        }
+        fds_.emplace_back(fd);
+        names_.push_back(path.components[i]);
+    }
+    return fds_.empty() ? root_fd_ : fds_.back().get();
+}
+
+int DirWalker::parent(const RelPath& path, bool create, std::string_view what) {
+    return walk_to(path, path.components.size() - 1, create, what);
+}
+
+int DirWalker::dir(const RelPath& path, bool create, std::string_view what) {
+    return walk_to(path, path.components.size(), create, what);
+}
 
 core::UniqueFd open_parent(int root_fd, const RelPath& path, bool create, std::string_view what) {
     return walk(root_fd, path, path.components.size() - 1, create, what);

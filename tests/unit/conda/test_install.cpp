@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -529,4 +530,36 @@ TEST_CASE("install: post-link scripts are not run but reported; later packages r
 TEST_CASE("install: a relative prefix is refused") {
     Fixture f;
     CHECK_THROWS_WITH_AS(f.install({}, "root", "opt/conda"), doctest::Contains("must be an absolute path"), Error);
+}
+
+TEST_CASE("install: concurrent installs share one cache") {
+    Fixture f;
+    std::vector<PackageRecord> packages;
+    for (int i = 0; i < 4; ++i) {
+        const std::string name = "pkg" + std::to_string(i);
+        packages.push_back(f.channel.add(package(name, "1.0", "h0_0", {{"share/" + name, name}},
+                                                 {{"fmt", i % 2 == 0 ? "conda" : "tar.bz2"}})));
+    }
+    std::vector<std::string> errors(3);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 3; ++t) {
+        threads.emplace_back([&, t] {
+            try {
+                InstallOptions options;
+                options.package_cache = f.cache;
+                options.jobs = 2;
+                const fs::path root = f.temp.path() / ("concurrent" + std::to_string(t));
+                fs::create_directories(root);
+                ocibuild::conda::install(packages, root, "/opt/conda", {}, options);
+            } catch (const std::exception& e) {
+                errors[t] = e.what();
+            }
+        });
+    }
+    for (std::thread& t : threads) t.join();
+    for (const std::string& e : errors) CHECK(e.empty());
+    CHECK(tree(f.temp.path() / "concurrent0") == tree(f.temp.path() / "concurrent1"));
+    CHECK(tree(f.temp.path() / "concurrent0") == tree(f.temp.path() / "concurrent2"));
+    CHECK(tree(f.temp.path() / "concurrent0").count("opt/conda/share/pkg3") == 1);
+    CHECK(fs::is_empty(f.cache / "tmp"));
 }

@@ -169,11 +169,8 @@ void PoolContext::load(const std::vector<MatchSpec>& user_specs) {
 
     std::vector<std::string> unknown;
     for (const std::string& name : user_names) {
-        const NameEntry* e = entry(name);
-        bool is_virtual = std::any_of(request_.virtual_packages.packages.begin(),
-                                      request_.virtual_packages.packages.end(),
-                                      [&](const VirtualPackage& v) { return lower(v.name) == name; });
-        if (!e && !is_virtual && std::find(unknown.begin(), unknown.end(), name) == unknown.end()) {
+        // A virtual package the target lacks is explained with the other unmatched specs.
+        if (!entry(name) && !is_virtual_name(name) && std::find(unknown.begin(), unknown.end(), name) == unknown.end()) {
             unknown.push_back(name);
         }
     }

@@ -12,7 +12,6 @@
 #include <atomic>
 #include <exception>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -210,10 +209,10 @@ void install(const std::vector<PackageRecord>& packages, const std::filesystem::
 
     // The caller's log need not be thread-safe: fetching logs from several threads.
     InstallOptions fetch_options = options;
-    auto log_mutex = std::make_shared<std::mutex>();
+    std::mutex log_mutex;
     if (options.log) {
-        fetch_options.log = [log_mutex, &options](std::string_view line) {
-            const std::lock_guard lock(*log_mutex);
+        fetch_options.log = [&log_mutex, &options](std::string_view line) {
+            const std::lock_guard lock(log_mutex);
             options.log(line);
         };
     }
@@ -241,10 +240,10 @@ void install(const std::vector<PackageRecord>& packages, const std::filesystem::
             throw Error(ErrorCategory::invalid_input, detail::describe_package(r) + ": unusable name for conda-meta");
         }
         detail::write_new_file(prefix_fd.get(), *meta, json, 0644, "conda-meta");
-        if (options.log) options.log("linked " + r.dist_name());
     }
     detail::write_new_file(prefix_fd.get(), *detail::parse_rel_path("conda-meta/history"),
                            history(packages, requested_specs, options.channels), 0644, "conda-meta");
+    if (options.log) options.log("linked " + std::to_string(packages.size()) + " packages into " + prefix_text);
 }
 
 }  // namespace ocibuild::conda

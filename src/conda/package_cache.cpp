@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include "ocibuild/conda/channel.hpp"
@@ -261,6 +262,46 @@ fs::path PackageCache::get(const PackageRecord& record) const {
     return final_dir;
 }
 
+core::UniqueFd PackageCache::download(const PackageRecord& record, const std::string& url, const fs::path& stored,
+                                      const std::string& what) const {
+    constexpr unsigned max_attempts = 3;
+    for (unsigned attempt = 1;; ++attempt) {
+        bool retryable = false;
+        try {
+            core::AtomicFile file(stored, 0644);
+            HashingSink sink(&file);
+            registry::HttpRequest request;
+            request.url = url;
+            request.tls = options_.tls;
+            request.response_sink = &sink;
+            registry::HttpResponse response;
+            try {
+                response = options_.http->perform(request);
+            } catch (const Error& e) {
+                retryable = e.category() == ErrorCategory::unavailable;  // connection dropped, timeout
+                throw;
+            }
+            if (response.status < 200 || response.status >= 300) {
+                const long status = response.status;
+                retryable = status == 408 || status == 429 || status >= 500;
+                throw Error(status == 404   ? ErrorCategory::not_found
+                            : status == 401 || status == 403 ? ErrorCategory::unauthorized
+                                                             : ErrorCategory::unavailable,
+                            what + ": GET " + url + ": HTTP " + std::to_string(status));
+            }
+            check_digest(record, sink.finish_hex(), url, what);
+            core::UniqueFd fd = core::open_file(file.temp_path(), O_RDONLY);
+            file.commit();
+            if (options_.log) options_.log("downloaded " + record.fn + " from " + url);
+            return fd;
+        } catch (const Error&) {
+            if (!retryable || attempt >= max_attempts) throw;
+        }
+        if (options_.log) options_.log(what + ": " + url + ": retrying (attempt " + std::to_string(attempt + 1) + ")");
+        std::this_thread::sleep_for(std::chrono::milliseconds(500) * attempt);
+    }
+}
+
 core::UniqueFd PackageCache::fetch(const PackageRecord& record, const fs::path& stored, const std::string& what) const {
     if (record.url.empty()) throw Error(ErrorCategory::invalid_input, what + ": the record has no URL");
     const std::vector<std::string> urls = mirror_urls(record.url, options_.channels);
@@ -287,22 +328,7 @@ core::UniqueFd PackageCache::fetch(const PackageRecord& record, const fs::path& 
             if (options_.http == nullptr) {
                 throw Error(ErrorCategory::internal, what + ": " + url + ": no HTTP client given to the installer");
             }
-            core::AtomicFile file(stored, 0644);
-            HashingSink sink(&file);
-            registry::HttpRequest request;
-            request.url = url;
-            request.tls = options_.tls;
-            request.response_sink = &sink;
-            const registry::HttpResponse response = options_.http->perform(request);
-            if (response.status < 200 || response.status >= 300) {
-                throw Error(response.status == 404 ? ErrorCategory::not_found : ErrorCategory::unavailable,
-                            what + ": GET " + url + ": HTTP " + std::to_string(response.status));
-            }
-            check_digest(record, sink.finish_hex(), url, what);
-            core::UniqueFd fd = core::open_file(file.temp_path(), O_RDONLY);
-            file.commit();
-            if (options_.log) options_.log("downloaded " + record.fn + " from " + url);
-            return fd;
+            return download(record, url, stored, what);
         } catch (const Error& e) {
             failures.push_back(e);
         }

@@ -35,6 +35,11 @@ private:
     [[nodiscard]] core::UniqueFd fetch(const PackageRecord& record, const std::filesystem::path& stored,
                                     const std::string& what) const;
 
+    /// One http(s) URL into `stored`, verified; transient failures (dropped connections, 408,
+    /// 429, 5xx) are retried a few times.
+    [[nodiscard]] core::UniqueFd download(const PackageRecord& record, const std::string& url,
+                                          const std::filesystem::path& stored, const std::string& what) const;
+
     std::filesystem::path root_;
     const InstallOptions& options_;
 };

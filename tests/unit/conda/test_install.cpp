@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -427,12 +428,25 @@ TEST_CASE("install: downloads over HTTP into the cache, once") {
     CHECK(slurp(f.install({a}, "root2") / "lib/a") == "from http");
     CHECK(server.requests().size() == 1);
 
+    SUBCASE("a busy server is retried; a missing artifact is not, and is named with its package") {
+        std::atomic<int> calls{0};
+        ocibuild::test::LoopbackServer flaky([&](const ocibuild::test::SeenRequest&) {
+            return ++calls == 1 ? ocibuild::test::CannedResponse{503, {}, "busy"}
+                                : ocibuild::test::CannedResponse{200, {}, body};
+        });
+        PackageRecord retried = a;
+        retried.url = flaky.url("/x/" + a.fn);
+        f.options.package_cache = f.temp.path() / "fresh-cache";
+        CHECK(slurp(f.install({retried}, "root5") / "lib/a") == "from http");
+        CHECK(calls == 2);
+    }
     SUBCASE("a missing artifact names package and URL") {
         PackageRecord missing = a;
         missing.sha256 = std::string(64, 'a');
         missing.url = server.url("/chan/linux-64/gone.conda");
         CHECK_THROWS_WITH_AS(f.install({missing}, "root3"),
                              doctest::Contains(("package liba-1.0-h0_0: GET " + missing.url + ": HTTP 404").c_str()), Error);
+        CHECK(server.requests().size() == 2);  // 404 is final
     }
     SUBCASE("a mismatch over HTTP leaves no archive behind") {
         PackageRecord bad = a;

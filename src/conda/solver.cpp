@@ -524,8 +524,6 @@ std::string_view PoolContext::dep_text(Id d) const {
     return pool_id2str(pool_, GETRELDEP(pool_, d)->name);
 }
 
-bool PoolContext::dep_negated(Id d) const { return is_spec_dep(d) && GETRELDEP(pool_, d)->evr == negate_flag_; }
-
 const ParsedDep& PoolContext::parsed(Id spec_string_id) {
     auto it = parsed_.find(spec_string_id);
     if (it != parsed_.end()) return it->second;
@@ -610,14 +608,6 @@ Id PoolContext::providers(Id name, Id evr) noexcept {
 
 void PoolContext::rethrow_pending() {
     if (pending_) std::rethrow_exception(std::exchange(pending_, nullptr));
-}
-
-std::string PoolContext::describe(Id solvable, bool with_build) const {
-    const Candidate* c = candidate(solvable);
-    if (!c) return pool_solvid2str(pool_, solvable);
-    std::string out = names_[c->name].name + " " + std::string(c->version);
-    if (with_build && c->repo) out += " (build " + std::string(c->build) + ")";
-    return out;
 }
 
 }  // namespace detail

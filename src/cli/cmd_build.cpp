@@ -34,6 +34,7 @@ struct BuildArgs {
     std::string work_dir;
     bool quiet = false;
     RegistryFlags registry;
+    CondaFlags conda;
 };
 
 int run_build(BuildArgs& args) {
@@ -58,6 +59,7 @@ int run_build(BuildArgs& args) {
     else throw UsageError("--compression must be gzip or zstd");
     options.compression.level = args.level;
     if (!args.quiet) options.log = [](std::string_view line) { std::cerr << line << '\n'; };
+    args.conda.apply(options);
 
     std::vector<std::string> registries;
     std::optional<registry::Reference> base_ref;
@@ -112,6 +114,7 @@ Command add_build_command(CLI::App& app) {
                     "Extracted layers, cache mounts and step scratch space (default: beside the store, STORE-work)");
     cmd->add_flag("-q,--quiet", args->quiet, "Print only the image digest");
     args->registry.add_to(*cmd);
+    args->conda.add_to(*cmd, true);
     return {cmd, [args] { return run_build(*args); }};
 }
 

@@ -66,6 +66,41 @@ oci::Platform platform_or_host(const std::string& flag) {
     return {"linux", machine, "", "", {}};
 }
 
+void CondaFlags::add_to(CLI::App& cmd, bool with_locked) {
+    cmd.add_option("--channel-alias", channel_alias,
+                   "Where bare conda channel names live (default: the recipe's [conda] channel_alias, else "
+                   "https://conda.anaconda.org)");
+    cmd.add_option("--mirror", mirrors,
+                   "PREFIX=URL: fetch conda URLs under PREFIX from URL instead (repeatable; replaces the recipe's "
+                   "mirrors of that prefix)");
+    cmd.add_option("--lock-file", lock_file, "The lock file (default: beside the recipe, RECIPE-STEM.lock)");
+    if (with_locked)
+        cmd.add_flag("--locked", locked,
+                     "Fail unless the lock file exists and matches the recipe and base image (no solving)");
+}
+
+void CondaFlags::apply(build::BuildOptions& options) const {
+    options.conda.channel_alias = channel_alias;
+    for (const auto& m : mirrors) {
+        auto eq = m.find('=');
+        if (eq == std::string::npos || eq == 0 || eq + 1 == m.size())
+            throw UsageError("bad --mirror \"" + m + "\": expected PREFIX=URL");
+        options.conda.mirrors[m.substr(0, eq)].push_back(m.substr(eq + 1));
+    }
+    options.conda.override_env = conda_override_env();
+    options.lock_file = lock_file;
+    options.locked = locked;
+}
+
+std::map<std::string, std::string> conda_override_env() {
+    std::map<std::string, std::string> out;
+    for (const char* key : {"ARCHSPEC", "CUDA", "CUDA_ARCH", "GLIBC", "LINUX"}) {
+        const std::string name = std::string("CONDA_OVERRIDE_") + key;
+        if (const char* value = std::getenv(name.c_str()); value != nullptr) out[key] = value;
+    }
+    return out;
+}
+
 registry::Reference parse_reference(const std::string& text) {
     auto ref = registry::Reference::parse(text);
     if (!ref)

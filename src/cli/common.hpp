@@ -3,6 +3,7 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "ocibuild/build/builder.hpp"
 #include "ocibuild/oci/platform.hpp"
 #include "ocibuild/registry/client.hpp"
 #include "ocibuild/store/store.hpp"
@@ -50,6 +52,23 @@ private:
     std::unique_ptr<registry::TransferProgress> progress_;
 };
 
+/// Conda flags `build` and `lock` share, plus CONDA_OVERRIDE_* from the environment.
+struct CondaFlags {
+    std::string channel_alias;
+    std::vector<std::string> mirrors;  // PREFIX=URL
+    std::string lock_file;
+    bool locked = false;
+
+    /// `with_locked`: also --locked (build only).
+    void add_to(CLI::App& cmd, bool with_locked);
+    /// Into options.conda, options.lock_file and options.locked; throws UsageError for a bad --mirror.
+    void apply(build::BuildOptions& options) const;
+};
+
+/// CONDA_OVERRIDE_{ARCHSPEC,CUDA,CUDA_ARCH,GLIBC,LINUX} as set ("CUDA" → "12.4"); set-but-empty
+/// counts (it removes the virtual package).
+[[nodiscard]] std::map<std::string, std::string> conda_override_env();
+
 /// A verb: its CLI11 subcommand and what runs when it was chosen (returns the exit code).
 struct Command {
     CLI::App* app;
@@ -60,6 +79,7 @@ Command add_build_command(CLI::App& app);
 std::vector<Command> add_image_commands(CLI::App& app);  // pull, push, inspect
 std::vector<Command> add_login_commands(CLI::App& app);  // login, logout
 Command add_unpack_command(CLI::App& app);
+std::vector<Command> add_lock_commands(CLI::App& app);  // lock, export
 Command add_solve_command(CLI::App& app);
 
 }  // namespace ocibuild::cli

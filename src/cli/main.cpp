@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
     for (auto& c : cli::add_image_commands(app)) commands.push_back(std::move(c));
     for (auto& c : cli::add_login_commands(app)) commands.push_back(std::move(c));
     commands.push_back(cli::add_unpack_command(app));
+    for (auto& c : cli::add_lock_commands(app)) commands.push_back(std::move(c));
     commands.push_back(cli::add_solve_command(app));
 
     try {

@@ -461,7 +461,7 @@ public:
           package_fd_(package_fd),
           what_(describe_package(record)),
           source_dirs_(package_fd),
-          target_dirs_(context.prefix_fd) {}
+          target_dirs_(context.prefix_fd, context.prefix) {}
 
     std::vector<LinkedPath> run() {
         const bool noarch_python = record_.noarch == "python";

@@ -169,11 +169,8 @@ void PoolContext::load(const std::vector<MatchSpec>& user_specs) {
 
     std::vector<std::string> unknown;
     for (const std::string& name : user_names) {
-        const NameEntry* e = entry(name);
-        bool is_virtual = std::any_of(request_.virtual_packages.packages.begin(),
-                                      request_.virtual_packages.packages.end(),
-                                      [&](const VirtualPackage& v) { return lower(v.name) == name; });
-        if (!e && !is_virtual && std::find(unknown.begin(), unknown.end(), name) == unknown.end()) {
+        // A virtual package the target lacks is explained with the other unmatched specs.
+        if (!entry(name) && !is_virtual_name(name) && std::find(unknown.begin(), unknown.end(), name) == unknown.end()) {
             unknown.push_back(name);
         }
     }
@@ -336,17 +333,20 @@ void PoolContext::add_solvables(const std::vector<std::vector<Loaded>>& loaded) 
                     s->name = pool_strn2id(pool_, names_[n].name.data(), static_cast<unsigned>(names_[n].name.size()), 1);
                     s->evr = pool_str2id(pool_, evr, 1);
                     s->arch = ARCH_NOARCH;
+                    // Each dependency array is completed before the next starts: libsolv appends
+                    // in place only to the array it wrote last.
+                    const bool laddered = pending[n].size() > 1;
+                    const std::size_t ladder_index = names_[n].solvables.size();
                     s->provides = repo_addid_dep(r, s->provides, pool_rel2id(pool_, s->name, s->evr, REL_EQ, 1), 0);
+                    if (laddered) s->provides = repo_addid_dep(r, s->provides, one_per_name_id(n, 'x', ladder_index), 0);
                     for (std::string_view d : repo->depends(cand.index)) {
                         s->solv_requires = repo_addid_dep(r, s->solv_requires, dep(d, false), 0);
                     }
+                    if (laddered) {
+                        s->solv_requires = repo_addid_dep(r, s->solv_requires, one_per_name_id(n, 's', ladder_index), 0);
+                    }
                     for (std::string_view d : repo->constrains(cand.index)) {
                         s->conflicts = repo_addid_dep(r, s->conflicts, dep(d, true), 0);
-                    }
-                    if (pending[n].size() > 1) {
-                        const std::size_t i = names_[n].solvables.size();
-                        s->provides = repo_addid_dep(r, s->provides, one_per_name_id(n, 'x', i), 0);
-                        s->solv_requires = repo_addid_dep(r, s->solv_requires, one_per_name_id(n, 's', i), 0);
                     }
                     if (static_cast<std::size_t>(p - first_solvable_) != candidates_.size()) {
                         throw core::Error(core::ErrorCategory::internal, "solver: solvable ids are not contiguous");

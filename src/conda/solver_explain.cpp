@@ -59,11 +59,26 @@ public:
         std::sort(list.begin(), list.end(), [](const Candidate* a, const Candidate* b) {
             return std::tie(b->version_rank, b->build_number, b->build) < std::tie(a->version_rank, a->build_number, a->build);
         });
-        std::vector<std::string> parts;
+        // One part per version, its builds listed when asked: "2.4 (builds cuda_0, cuda_1)".
+        std::vector<std::pair<std::string, std::vector<std::string>>> versions;
         for (const Candidate* c : list) {
-            std::string part(c->version);
-            if (with_build && c->repo) part += " (build " + std::string(c->build) + ")";
-            if (std::find(parts.begin(), parts.end(), part) == parts.end()) parts.push_back(part);
+            auto it = std::find_if(versions.begin(), versions.end(), [&](const auto& v) { return v.first == c->version; });
+            if (it == versions.end()) it = versions.insert(versions.end(), {std::string(c->version), {}});
+            std::string build(c->build);
+            if (c->repo && std::find(it->second.begin(), it->second.end(), build) == it->second.end()) {
+                it->second.push_back(build);
+            }
+        }
+        std::vector<std::string> parts;
+        for (auto& [version, builds] : versions) {
+            std::string part = version;
+            if (with_build && !builds.empty()) {
+                std::sort(builds.begin(), builds.end());
+                part += builds.size() == 1 ? " (build " : " (builds ";
+                for (std::size_t i = 0; i < builds.size(); ++i) part += (i ? ", " : "") + builds[i];
+                part += ")";
+            }
+            parts.push_back(part);
         }
         std::string out = ctx_.names()[list.front()->name].name + " ";
         const std::size_t shown = std::min<std::size_t>(parts.size(), 4);

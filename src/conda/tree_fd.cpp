@@ -88,7 +88,8 @@ int DirWalker::walk_to(const RelPath& path, std::size_t count, bool create, std:
     fds_.resize(common);
     for (std::size_t i = common; i < count; ++i) {
         const int at = fds_.empty() ? root_fd_ : fds_.back().get();
-        const int fd = open_or_make(at, path.components[i], create);
+        int fd = open_or_make(at, path.components[i], create);
+        if (fd < 0 && follow_ && (errno == ELOOP || errno == ENOTDIR)) fd = resolve(path, i + 1, create, what).release();
         if (fd < 0) {
             const int err = errno;
             std::string so_far;
@@ -99,6 +100,69 @@ int DirWalker::walk_to(const RelPath& path, std::size_t count, bool create, std:
         names_.push_back(path.components[i]);
     }
     return fds_.empty() ? root_fd_ : fds_.back().get();
+}
+
+core::UniqueFd DirWalker::resolve(const RelPath& path, std::size_t count, bool create, std::string_view what) const {
+    constexpr int max_symlinks = 40;
+    auto refuse = [&](const std::string& why) {
+        return Error(ErrorCategory::invalid_input, std::string(what) + ": \"" + path.text + "\": " + why);
+    };
+    std::vector<std::string> todo(path.components.rbegin() + static_cast<std::ptrdiff_t>(path.components.size() - count),
+                                  path.components.rend());  // reversed: the next component is last
+    std::vector<core::UniqueFd> chain;                       // resolved directories below the root
+    std::vector<std::string> chain_names;
+    int symlinks = 0;
+    while (!todo.empty()) {
+        const std::string name = std::move(todo.back());
+        todo.pop_back();
+        if (name.empty() || name == ".") continue;
+        if (name == "..") {
+            if (chain.empty()) throw refuse("a symlink on the way leads out of the prefix");
+            chain.pop_back();
+            chain_names.pop_back();
+            continue;
+        }
+        const int at = chain.empty() ? root_fd_ : chain.back().get();
+        const int fd = open_or_make(at, name, create);
+        if (fd >= 0) {
+            chain.emplace_back(fd);
+            chain_names.push_back(name);
+            continue;
+        }
+        const int err = errno;
+        std::string so_far;
+        for (const std::string& n : chain_names) so_far += n + "/";
+        so_far += name;
+        if (err != ELOOP && err != ENOTDIR) core::throw_errno(err, std::string(what) + ": cannot open directory " + so_far);
+        const auto st = stat_at(at, name);
+        if (!st || !S_ISLNK(st->st_mode)) throw refuse("\"" + so_far + "\" is not a directory");
+        if (++symlinks > max_symlinks) throw refuse("too many levels of symlinks");
+        std::string target = read_link_at(at, name, what);
+        if (target.starts_with("/")) {
+            // Absolute: meaningful only inside the prefix, whose image path we know.
+            if (target != absolute_root_ && !target.starts_with(absolute_root_ + "/")) {
+                throw refuse("\"" + so_far + "\" is a symlink to " + target + ", outside the prefix");
+            }
+            target.erase(0, absolute_root_.size());
+            chain.clear();
+            chain_names.clear();
+        }
+        std::vector<std::string> parts;
+        std::size_t pos = 0;
+        while (pos <= target.size()) {
+            std::size_t end = target.find('/', pos);
+            if (end == std::string::npos) end = target.size();
+            parts.push_back(target.substr(pos, end - pos));
+            pos = end + 1;
+        }
+        todo.insert(todo.end(), parts.rbegin(), parts.rend());
+    }
+    if (chain.empty()) {
+        core::UniqueFd root(::fcntl(root_fd_, F_DUPFD_CLOEXEC, 0));
+        if (!root) core::throw_errno("cannot duplicate a directory descriptor");
+        return root;
+    }
+    return std::move(chain.back());
 }
 
 int DirWalker::parent(const RelPath& path, bool create, std::string_view what) {

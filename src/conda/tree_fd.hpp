@@ -33,11 +33,20 @@ struct RelPath {
 
 /// open_parent/open_dir for many paths below one root: keeps the chain of directories of the last
 /// path open and walks only from where the next path differs, so the files of one folder (the
-/// usual order in a package) cost no extra openat. Same refusals as open_parent. Directories on
-/// the chain must not be replaced while the walker lives (nothing here removes directories).
+/// usual order in a package) cost no extra openat. Same refusals as open_parent, unless symlinks
+/// may be followed (see the constructor). Directories on the chain must not be replaced while
+/// the walker lives (nothing here removes directories).
 class DirWalker {
 public:
+    /// Never follows symlinks.
     explicit DirWalker(int root_fd) : root_fd_(root_fd) {}
+    /// Follows symlinks that stay inside the root, as conda would when one package's folder is
+    /// another's symlink (`lib64 -> lib`): relative targets, and absolute ones under
+    /// `absolute_root` (the root's path in the image, "/opt/conda"). A target that leaves the
+    /// root, by ".." or elsewhere, is refused.
+    DirWalker(int root_fd, std::string absolute_root)
+        : root_fd_(root_fd), follow_(true), absolute_root_(std::move(absolute_root)) {}
+
     /// The directory holding `path`; the fd stays valid until the next call.
     [[nodiscard]] int parent(const RelPath& path, bool create, std::string_view what);
     /// The directory `path` itself.
@@ -45,9 +54,13 @@ public:
 
 private:
     int walk_to(const RelPath& path, std::size_t count, bool create, std::string_view what);
+    /// The directory components[0..count) resolve to, following symlinks inside the root.
+    core::UniqueFd resolve(const RelPath& path, std::size_t count, bool create, std::string_view what) const;
     int root_fd_;
-    std::vector<std::string> names_;
-    std::vector<core::UniqueFd> fds_;
+    bool follow_ = false;
+    std::string absolute_root_;
+    std::vector<std::string> names_;     // the requested components of the open chain
+    std::vector<core::UniqueFd> fds_;    // fds_[i]: where names_[0..i] resolve to
 };
 
 /// Opens `dir` (a path, absolute or relative to the cwd) as the root of such walks.

@@ -59,12 +59,15 @@ def test_recipe_error_exits_2_with_position(ocibuild, tmp_path):
 
 
 def test_unsupported_steps_fail_before_any_work(ocibuild, tmp_path):
+    # Conda has no packages for linux/mips64le: refused before the copy step writes anything.
     (tmp_path / "f").write_text("x")
-    recipe = write_recipe(tmp_path, '[base]\nref = "scratch"\n\n[[step]]\ncopy = { from = "f", to = "/f" }\n\n'
+    recipe = write_recipe(tmp_path, '[image]\nplatform = "linux/mips64le"\n\n[base]\nref = "scratch"\n\n'
+                                    '[[step]]\ncopy = { from = "f", to = "/f" }\n\n'
                                     '[[step]]\nconda = { prefix = "/opt/conda", packages = ["python"] }\n')
     proc = ocibuild(recipe, check=False)
     assert proc.returncode == 1
-    assert proc.stderr == f"error: {recipe}:7:1: step 2: conda steps are not supported yet\n"
+    assert proc.stderr == (f"error: {recipe}:10:1: step 2 (conda): no conda subdir for platform linux/mips64le "
+                           "(supported: linux/amd64, linux/arm64, linux/ppc64le, linux/s390x, linux/386, linux/arm/v7)\n")
     assert not (ocibuild.store / "blobs").exists()
 
 def test_unreachable_registry_base_names_the_recipe_line(ocibuild, tmp_path):

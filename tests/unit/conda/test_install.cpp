@@ -456,10 +456,18 @@ TEST_CASE("install: hostile packages are refused") {
             "evil", "1.0", "h0_0", {{"lib", {{"symlink", outside.string()}}}, {"lib/pwned", "x"}}, {{"fmt", "tar.bz2"}}));
         CHECK_THROWS_WITH_AS(f.install({evil}), doctest::Contains("is a symlink or not a directory"), Error);
     }
-    SUBCASE("a later package writing through an earlier package's symlink") {
+    SUBCASE("a later package writing through an earlier package's symlink to outside") {
         const PackageRecord link = f.channel.add(package("link", "1.0", "h0_0", {{"share", {{"symlink", outside.string()}}}}));
         const PackageRecord evil = f.channel.add(package("evil", "1.0", "h0_0", {{"share/pwned", "x"}}));
-        CHECK_THROWS_WITH_AS(f.install({link, evil}), doctest::Contains("is a symlink or not a directory"), Error);
+        CHECK_THROWS_WITH_AS(f.install({link, evil}),
+                             doctest::Contains(("\"share\" is a symlink to " + outside.string() + ", outside the prefix").c_str()),
+                             Error);
+    }
+    SUBCASE("... or to a relative path that climbs out") {
+        const PackageRecord link =
+            f.channel.add(package("link", "1.0", "h0_0", {{"share/up", {{"symlink", "../../../outside"}}}}));
+        const PackageRecord evil = f.channel.add(package("evil", "1.0", "h0_0", {{"share/up/pwned", "x"}}));
+        CHECK_THROWS_WITH_AS(f.install({link, evil}), doctest::Contains("leads out of the prefix"), Error);
     }
     CHECK(fs::is_empty(outside));
     CHECK_FALSE(fs::exists(f.temp.path() / "pwned"));
@@ -562,4 +570,17 @@ TEST_CASE("install: concurrent installs share one cache") {
     CHECK(tree(f.temp.path() / "concurrent0") == tree(f.temp.path() / "concurrent2"));
     CHECK(tree(f.temp.path() / "concurrent0").count("opt/conda/share/pkg3") == 1);
     CHECK(fs::is_empty(f.cache / "tmp"));
+}
+
+TEST_CASE("install: a package may write through an earlier package's symlink that stays in the prefix") {
+    Fixture f;
+    const PackageRecord base = f.channel.add(package(
+        "base", "1.0", "h0_0",
+        {{"lib/.keep", ""}, {"lib64", {{"symlink", "lib"}}}, {"etc/conf.d", {{"symlink", "/opt/conda/share/conf"}}}}));
+    const PackageRecord user = f.channel.add(package("user", "1.0", "h0_0", {{"lib64/libu.so", "u"}, {"etc/conf.d/u", "c"}}));
+    const fs::path prefix = f.install({base, user});
+    CHECK(slurp(prefix / "lib/libu.so") == "u");
+    CHECK(fs::is_symlink(prefix / "lib64"));
+    CHECK(slurp(prefix / "share/conf/u") == "c");
+    CHECK(meta(prefix, user)["files"] == Json::array({"etc/conf.d/u", "lib64/libu.so"}));
 }

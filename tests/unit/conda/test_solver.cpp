@@ -410,3 +410,43 @@ TEST_CASE("solver: one package per name") {
           std::map<std::string, std::string>{{"old", "1.0 0"}, {"pkg", "1.0 0"}});
     CHECK(picked(solve(ch.request({"new", "pkg <3"})))["pkg"] == "2.0 0");
 }
+
+TEST_CASE("solver: specs on virtual packages and glob names") {
+    Channels ch;
+    ch.add("main", {{"py-a", "1.0", "0"}, {"py-b", "2.0", "0"}, {"other", "1.0", "0"}});
+    CHECK(solve(ch.request({"__glibc >=2.17"})).empty());
+    CHECK(solve_error(ch.request({"__cuda >=12"})) ==
+          "cannot install '__cuda >=12':\n  nothing matches '__cuda >=12': the target provides no __cuda (the base "
+          "image sets no CUDA_VERSION)");
+    CHECK(solve_error(ch.request({"__glibc >=2.40"})) ==
+          "cannot install '__glibc >=2.40':\n  nothing matches '__glibc >=2.40': the target provides __glibc 2.35");
+    auto answer = picked(solve(ch.request({"py-*"})));
+    CHECK(answer.size() == 1);
+    CHECK(answer.count("other") == 0);
+}
+
+TEST_CASE("solver: a conflict through dependencies names the chain and both specs") {
+    Channels ch;
+    ch.add("main", {
+                       {"a", "1.0", "0", 0, {"b >=2"}},
+                       {"a", "0.9", "0", 0, {"b >=2", "d"}},
+                       {"b", "2.0", "0", 0, {"c <1"}},
+                       {"b", "2.1", "0", 0, {"c <1"}},
+                       {"b", "1.0", "0"},
+                       {"c", "0.5", "0"},
+                       {"c", "1.5", "0"},
+                       {"torch", "2.4", "cuda_0", 1, {"__cuda >=12"}},
+                       {"torch", "2.4", "cuda_1", 1, {"__cuda >=12"}},
+                   });
+    CHECK(solve_error(ch.request({"a", "c >=1"})) ==
+          "cannot install 'a' and 'c >=1' together:\n"
+          "  a 0.9 needs d, which no channel provides\n"
+          "  a 1.0 needs b >=2\n"
+          "  b 2.1, 2.0 need c <1");
+    auto r = ch.request({"torch"});
+    set_cuda(r, "11.2");
+    CHECK(solve_error(r) ==
+          "cannot install 'torch':\n"
+          "  torch 2.4 (builds cuda_0, cuda_1) need __cuda >=12, but the target provides __cuda 11.2 (CUDA_VERSION of "
+          "the base image)");
+}

@@ -61,12 +61,8 @@ public:
         }
     }
 
-    [[nodiscard]] bool seen(const std::string& path) const {
-        for (const std::string& p : files_) {
-            if (p == path) return true;
-        }
-        return false;
-    }
+    /// Whether the package had info/index.json, the one file every package has.
+    [[nodiscard]] bool saw_index() const noexcept { return saw_index_; }
 
 private:
     [[noreturn]] void refuse(std::string_view member, std::string_view path, std::string_view why) const {
@@ -102,7 +98,7 @@ private:
             remove_at(parent, name, where);
             if (::linkat(target_parent.get(), target->name().c_str(), parent, name.c_str(), 0) != 0)
                 core::throw_errno(where + ": cannot hard-link \"" + path->text + "\" to \"" + target->text + "\"");
-            files_.push_back(path->text);
+            saw_index_ = saw_index_ || path->text == "info/index.json";
             return;
         }
         switch (type) {
@@ -121,7 +117,7 @@ private:
             default:
                 refuse(member, raw_path, "device nodes, fifos and sockets have no place in a conda package");
         }
-        files_.push_back(path->text);
+        saw_index_ = saw_index_ || path->text == "info/index.json";
     }
 
     void write_file(struct archive* a, struct archive_entry* entry, int parent_fd, const RelPath& path,
@@ -160,7 +156,7 @@ private:
     DirWalker dirs_;
     std::string what_;
     std::vector<char> buffer_;
-    std::vector<std::string> files_;
+    bool saw_index_ = false;
 };
 
 void extract_tar_bz2(int archive_fd, TreeWriter& writer, const std::string& what) {
@@ -168,7 +164,7 @@ void extract_tar_bz2(int archive_fd, TreeWriter& writer, const std::string& what
     archive_read_support_filter_bzip2(a.get());
     archive_read_support_format_tar(a.get());
     if (archive_read_open_fd(a.get(), archive_fd, buffer_size) != ARCHIVE_OK) {
-        throw Error(ErrorCategory::invalid_input, what + ": " + archive_message(a.get()));
+        throw Error(ErrorCategory::invalid_input, what + ": not a .tar.bz2 package: " + archive_message(a.get()));
     }
     writer.write_all(a.get(), "tar.bz2");
 }
@@ -258,7 +254,7 @@ void extract_package(int archive_fd, std::string_view fn, const std::string& des
                     std::string(what) + ": unknown package format \"" + std::string(fn) +
                         "\" (expected .conda or .tar.bz2)");
     }
-    if (!writer.seen("info/index.json")) {
+    if (!writer.saw_index()) {
         throw Error(ErrorCategory::invalid_input, std::string(what) + ": not a conda package: no info/index.json");
     }
 }

@@ -203,10 +203,13 @@ def write_artifact(subdir_dir: Path, record: dict, files: dict, fmt: str = "cond
         stem = fn[: -len(".tar.bz2")] if fmt == "tar.bz2" else fn[: -len(".conda")] if fmt == "conda" else stem
     if fmt == "conda":
         path = subdir_dir / f"{stem}.conda"
+        # As conda-package-handling writes it: metadata.json, pkg-, info- last, zip64 members.
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
             z.writestr(_zip_info("metadata.json"), json.dumps({"conda_pkg_format_version": 2}))
-            z.writestr(_zip_info(f"pkg-{stem}.tar.zst"), _zstd(_tar_bytes(payload)))
-            z.writestr(_zip_info(f"info-{stem}.tar.zst"), _zstd(_tar_bytes(info)))
+            for name, data in ((f"pkg-{stem}.tar.zst", _zstd(_tar_bytes(payload))),
+                               (f"info-{stem}.tar.zst", _zstd(_tar_bytes(info)))):
+                with z.open(_zip_info(name), "w", force_zip64=True) as member:
+                    member.write(data)
     elif fmt == "tar.bz2":
         path = subdir_dir / f"{stem}.tar.bz2"
         path.write_bytes(_tar_bytes({**payload, **info}, "bz2"))

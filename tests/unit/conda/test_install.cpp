@@ -584,3 +584,29 @@ TEST_CASE("install: a package may write through an earlier package's symlink tha
     CHECK(slurp(prefix / "share/conf/u") == "c");
     CHECK(meta(prefix, user)["files"] == Json::array({"etc/conf.d/u", "lib64/libu.so"}));
 }
+
+TEST_CASE("install: archives that are not conda packages are refused, naming the package") {
+    Fixture f;
+    const fs::path dir = f.channel.dir() / "linux-64";
+    fs::create_directories(dir);
+    auto record_for = [&](const std::string& fn, const std::string& data) {
+        spit(dir / fn, data);
+        PackageRecord r;
+        r.name = "junk";
+        r.version = "1";
+        r.build = "0";
+        r.subdir = "linux-64";
+        r.fn = fn;
+        r.url = "file://" + (dir / fn).string();
+        r.sha256 = sha256_hex(data);
+        return r;
+    };
+    CHECK_THROWS_WITH_AS(f.install({record_for("junk-1-0.conda", "not a zip at all")}),
+                         doctest::Contains("package junk-1-0"), Error);
+    CHECK_THROWS_WITH_AS(f.install({record_for("junk-1-0.tar.bz2", "not bzip2 either")}),
+                         doctest::Contains("package junk-1-0"), Error);
+    CHECK_THROWS_WITH_AS(f.install({record_for("junk-1-0.whl", "PK")}),
+                         doctest::Contains("unknown package format \"junk-1-0.whl\""), Error);
+    CHECK(fs::is_empty(f.cache / "pkgs"));
+    CHECK(fs::is_empty(f.cache / "tmp"));
+}

@@ -156,7 +156,7 @@ run_tool() {  # run_tool TOOL RUN → $WORK/TOOL.RUN.{out,err,time,answer,server
             sed 's/^/    /' "$prefix.err" >&2
             die "ocibuild solve failed (run $run)"
         fi
-        rm -rf "$store"
+        rm -rf "$store" "$store-work"  # the repodata cache lives in the store's work folder
         json_answer "$prefix.out" >"$prefix.answer"
         ;;
     rattler)

@@ -32,7 +32,6 @@ Usage: gen_conda_channel.py --out DIR [--channel synth-forge] [--seed 1]
 import argparse
 import bisect
 import hashlib
-import json
 import math
 import os
 import random
@@ -572,7 +571,6 @@ def add_special(ch):
 
 def cuda_component_deps(ch, comp, has_sub):
     def deps(p, v, bn, t):
-        cv = ch.pkgs["cuda-version"]
         rel = cv_release_of(p, v)
         out = [pin("xy", "cuda-version", rel)]
         if has_sub:
@@ -632,7 +630,7 @@ def add_torch(ch):
     tri.deps_fn = lambda p, v, bn, t: (["cuda-version >=13.0,<14" if v == "3.3.0" else "cuda-version >=12.6,<13"], [])
     tri.auto = False
     tri.build_fn = lambda p, v, bn, py: f"cuda{'130' if v == '3.3.0' else '126'}py3{py}{hsh('triton', v, bn, py)}_{bn}"
-    for name, latest, extra, torch_of in (("torchvision", "0.21.0", "0.22.0", None), ("torchaudio", "2.6.0", "2.7.0", None)):
+    for name, extra in (("torchvision", "0.22.0"), ("torchaudio", "2.7.0")):
         vs = [torchvision_version(v) for v in TORCH_VERSIONS] if name == "torchvision" else TORCH_VERSIONS[:]
         p = ch.add(Pkg(name, "py", vs, times, "none", extra=[extra]))
         p.py_max = 12
@@ -945,7 +943,6 @@ def python_pins(py, tag=None):
 
 
 def emit_build(ch, p, subdir, v, bn, t):
-    rng = ch.rng
     name = p.name
     if p.variants == "torch":
         for cu in torch_variant_cuda(v):

@@ -222,7 +222,9 @@ BaseImage load_pinned_base(const recipe::Recipe& recipe, const store::Store& sto
             pinned.digest = core::Digest::must_parse(pin->digest);
             auto spec = recipe.base;
             spec.tag = pinned.to_string();
-            auto base = load_base(spec, recipe.image.platform, store, options.registry);
+            auto base = core::with_context(
+                "the lock file " + lock_path.string() + " pins the base to " + pin->digest + " (`ocibuild lock` re-pins it)",
+                [&] { return load_base(spec, recipe.image.platform, store, options.registry); });
             base.name = name;  // the same annotation whether pulled by tag or by the pin
             return base;
         }

@@ -37,15 +37,21 @@ constexpr std::uint64_t kMaxJsonBytes = 4ull << 30;
 /// no query.
 std::string redact(std::string_view url) {
     std::string out(url.substr(0, url.find('?')));
-    if (const auto scheme = out.find("://"); scheme != std::string::npos) {
-        const auto host_start = scheme + 3;
-        const auto path_start = std::min(out.find('/', host_start), out.size());
-        const auto at = out.rfind('@', path_start);
-        if (at != std::string::npos && at >= host_start) out.erase(host_start, at + 1 - host_start);
+    const auto scheme = out.find("://");
+    if (scheme == std::string::npos) return out;
+    const auto host_start = scheme + 3;
+    auto path_start = std::min(out.find('/', host_start), out.size());
+    const auto at = out.rfind('@', path_start);
+    if (at != std::string::npos && at >= host_start) {
+        out.erase(host_start, at + 1 - host_start);
+        path_start -= at + 1 - host_start;
     }
-    if (const auto t = out.find("/t/"); t != std::string::npos) {
-        const auto end = out.find('/', t + 3);
-        out.replace(t + 3, (end == std::string::npos ? out.size() : end) - (t + 3), "<token>");
+    // anaconda.org's token form puts /t/<token> right after the host; a folder named "t" deeper in
+    // a path (or in a file:// channel) is not a token.
+    const bool http = out.starts_with("http://") || out.starts_with("https://");
+    if (http && out.compare(path_start, 3, "/t/") == 0) {
+        const auto end = out.find('/', path_start + 3);
+        out.replace(path_start + 3, (end == std::string::npos ? out.size() : end) - (path_start + 3), "<token>");
     }
     return out;
 }

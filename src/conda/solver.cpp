@@ -333,17 +333,20 @@ void PoolContext::add_solvables(const std::vector<std::vector<Loaded>>& loaded) 
                     s->name = pool_strn2id(pool_, names_[n].name.data(), static_cast<unsigned>(names_[n].name.size()), 1);
                     s->evr = pool_str2id(pool_, evr, 1);
                     s->arch = ARCH_NOARCH;
+                    // Each dependency array is completed before the next starts: libsolv appends
+                    // in place only to the array it wrote last.
+                    const bool laddered = pending[n].size() > 1;
+                    const std::size_t ladder_index = names_[n].solvables.size();
                     s->provides = repo_addid_dep(r, s->provides, pool_rel2id(pool_, s->name, s->evr, REL_EQ, 1), 0);
+                    if (laddered) s->provides = repo_addid_dep(r, s->provides, one_per_name_id(n, 'x', ladder_index), 0);
                     for (std::string_view d : repo->depends(cand.index)) {
                         s->solv_requires = repo_addid_dep(r, s->solv_requires, dep(d, false), 0);
                     }
+                    if (laddered) {
+                        s->solv_requires = repo_addid_dep(r, s->solv_requires, one_per_name_id(n, 's', ladder_index), 0);
+                    }
                     for (std::string_view d : repo->constrains(cand.index)) {
                         s->conflicts = repo_addid_dep(r, s->conflicts, dep(d, true), 0);
-                    }
-                    if (pending[n].size() > 1) {
-                        const std::size_t i = names_[n].solvables.size();
-                        s->provides = repo_addid_dep(r, s->provides, one_per_name_id(n, 'x', i), 0);
-                        s->solv_requires = repo_addid_dep(r, s->solv_requires, one_per_name_id(n, 's', i), 0);
                     }
                     if (static_cast<std::size_t>(p - first_solvable_) != candidates_.size()) {
                         throw core::Error(core::ErrorCategory::internal, "solver: solvable ids are not contiguous");
@@ -521,8 +524,6 @@ std::string_view PoolContext::dep_text(Id d) const {
     return pool_id2str(pool_, GETRELDEP(pool_, d)->name);
 }
 
-bool PoolContext::dep_negated(Id d) const { return is_spec_dep(d) && GETRELDEP(pool_, d)->evr == negate_flag_; }
-
 const ParsedDep& PoolContext::parsed(Id spec_string_id) {
     auto it = parsed_.find(spec_string_id);
     if (it != parsed_.end()) return it->second;
@@ -607,14 +608,6 @@ Id PoolContext::providers(Id name, Id evr) noexcept {
 
 void PoolContext::rethrow_pending() {
     if (pending_) std::rethrow_exception(std::exchange(pending_, nullptr));
-}
-
-std::string PoolContext::describe(Id solvable, bool with_build) const {
-    const Candidate* c = candidate(solvable);
-    if (!c) return pool_solvid2str(pool_, solvable);
-    std::string out = names_[c->name].name + " " + std::string(c->version);
-    if (with_build && c->repo) out += " (build " + std::string(c->build) + ")";
-    return out;
 }
 
 }  // namespace detail

@@ -71,10 +71,9 @@ public:
 
     /// The namespace dependency standing for `spec` (negated: the packages of its name it rejects).
     [[nodiscard]] Id dep(std::string_view spec, bool negated);
-    /// Whether `dep` is one of ours, and its spec text and negation.
+    /// Whether `dep` is one of ours, and its spec text as written.
     [[nodiscard]] bool is_spec_dep(Id dep) const;
     [[nodiscard]] std::string_view dep_text(Id dep) const;
-    [[nodiscard]] bool dep_negated(Id dep) const;
     [[nodiscard]] const ParsedDep& parsed(Id spec_string_id);
 
     /// The providers of namespace dep (name, evr): called by libsolv, never throws.
@@ -89,8 +88,6 @@ public:
     [[nodiscard]] const std::vector<Id>& virtual_solvables() const noexcept { return virtual_solvables_; }
     /// Names that strict priority took from one channel although other channels also have them.
     [[nodiscard]] bool strict_hid(std::string_view name, std::uint32_t* kept_channel) const;
-    /// "pytorch 2.4.0 (build cuda_0)" / "pytorch 2.4.0".
-    [[nodiscard]] std::string describe(Id solvable, bool with_build) const;
 
 private:
     struct Loaded {

@@ -377,3 +377,29 @@ def test_every_conda_step_is_locked_and_exported_by_its_step_number(ocibuild, tm
     served = published(channel.folder)
     assert ocibuild("export", recipe, "--explicit", "--step", "3").stdout.splitlines()[-1] == (
         f"{channel.url}/linux-64/{served['tool']['1.0']['fn']}#sha256:{served['tool']['1.0']['sha256']}")
+
+
+def test_channel_alias_and_mirror_flags_keep_the_canonical_urls_in_the_lock(ocibuild, tmp_path):
+    folder = tmp_path / "served"
+    make_channel(folder / "mychan", FIRST_CHANNEL)
+    with ChannelServer(folder) as server:
+        recipe = conda_recipe(tmp_path / "ctx", "mychan", ["tool"])
+        ocibuild("lock", recipe, "--channel-alias", server.url)
+        data = tomllib.loads((tmp_path / "ctx" / "recipe.lock").read_text())
+        assert data["conda"][0]["channels"] == [f"{server.url}/mychan"]
+
+        # Through a mirror: the lock names the original URLs; only fetching goes to the mirror.
+        flags = ["--channel-alias", "https://conda.invalid", "--mirror", f"https://conda.invalid={server.url}"]
+        ocibuild("lock", recipe, *flags)
+        [entry] = tomllib.loads((tmp_path / "ctx" / "recipe.lock").read_text())["conda"]
+        assert entry["channels"] == ["https://conda.invalid/mychan"]
+        assert entry["package"][0]["url"] == "https://conda.invalid/mychan/linux-64/tool-1.0-0.conda"
+        layout = tmp_path / "out"
+        ocibuild("build", recipe, "--locked", *flags, "-o", f"oci:{layout}:1")
+        assert layer_files(layout, "1")["opt/env/share/tool/VERSION"] == b"tool 1.0\n"
+        assert "/mychan/linux-64/tool-1.0-0.conda" in server.paths(200)
+        # Without the alias the recipe's channel is another URL: the lock is stale.
+        proc = ocibuild("build", recipe, "--locked", check=False)
+        assert proc.returncode == 1
+        assert ('channels changed ("https://conda.anaconda.org/mychan" added, '
+                '"https://conda.invalid/mychan" removed)') in proc.stderr, proc.stderr

@@ -306,11 +306,13 @@ std::vector<PathEntry> legacy_paths(int package_fd, const std::string& what) {
         for (const std::string& line : lines_of(*has_prefix)) {
             const std::vector<std::string> words = split_words(line);
             if (words.size() == 1) {
-                prefixed[checked_path(words[0], "info/has_prefix", what).text] = {std::string(legacy_placeholder), "text"};
+                prefixed[checked_path(words[0], "info/has_prefix", what).text] = {std::string(legacy_placeholder),
+                                                                                  "text"};
             } else if (words.size() == 3 && (words[1] == "text" || words[1] == "binary")) {
                 prefixed[checked_path(words[2], "info/has_prefix", what).text] = {words[0], words[1]};
             } else {
-                throw Error(ErrorCategory::invalid_input, what + ": info/has_prefix: cannot read line \"" + line + "\"");
+                throw Error(ErrorCategory::invalid_input,
+                            what + ": info/has_prefix: cannot read line \"" + line + "\"");
             }
         }
     }
@@ -418,7 +420,8 @@ std::vector<EntryPoint> entry_points(int package_fd, const std::string& what) {
     std::vector<EntryPoint> out;
     for (const Json& item : *list) {
         if (!item.is_string()) {
-            throw Error(ErrorCategory::invalid_input, what + ": info/link.json: entry point " + item.dump() + " is not a string");
+            throw Error(ErrorCategory::invalid_input,
+                        what + ": info/link.json: entry point " + item.dump() + " is not a string");
         }
         out.push_back(parse_entry_point(item.get<std::string>(), what));
     }
@@ -432,16 +435,17 @@ std::string entry_point_script(const EntryPoint& ep, const std::string& python) 
         shebang = "#!/bin/sh\n'''exec' \"" + python + "\" \"$0\" \"$@\" #'''\n";
     }
     const std::string import_name = ep.function.substr(0, ep.function.find('.'));
-    return shebang +
-           "# -*- coding: utf-8 -*-\n"
-           "import re\n"
-           "import sys\n"
-           "\n"
-           "from " + ep.module + " import " + import_name + "\n"
-           "\n"
-           "if __name__ == '__main__':\n"
-           "    sys.argv[0] = re.sub(r'(-script\\.pyw?|\\.exe)?$', '', sys.argv[0])\n"
-           "    sys.exit(" + ep.function + "())\n";
+    std::string script = shebang;
+    script += "# -*- coding: utf-8 -*-\n";
+    script += "import re\n";
+    script += "import sys\n";
+    script += "\n";
+    script += "from " + ep.module + " import " + import_name + "\n";
+    script += "\n";
+    script += "if __name__ == '__main__':\n";
+    script += "    sys.argv[0] = re.sub(r'(-script\\.pyw?|\\.exe)?$', '', sys.argv[0])\n";
+    script += "    sys.exit(" + ep.function + "())\n";
+    return script;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -480,9 +484,13 @@ public:
         for (const PathEntry& e : entries) {
             const RelPath target = target_path(e, context_.python, noarch_python, what_);
             out.push_back(link_one(e, target));
-            if (target.text == "bin/." + record_.name + "-post-link.sh" && context_.log) {
-                context_.log("warning: " + what_ + " has a post-link script (" + target.text +
-                             ") that is not run; the environment may lack what it would have done");
+            // conda runs these (pre-link is deprecated); a later step may have to do what they do.
+            const std::string script_prefix = "bin/." + record_.name + "-";
+            if (context_.log &&
+                (target.text == script_prefix + "post-link.sh" || target.text == script_prefix + "pre-link.sh")) {
+                context_.log("warning: " + what_ + " has a " +
+                             (target.text.ends_with("post-link.sh") ? "post-link" : "pre-link") + " script (" +
+                             target.text + ") that is not run; the environment may lack what it would have done");
             }
         }
         if (noarch_python) {
@@ -528,8 +536,8 @@ private:
         }
         if (e.path_type == "softlink" || e.path_type == "directory") out.path_type = "hardlink";
         const core::UniqueFd src = open_at(src_parent, e.path.name(), O_RDONLY, 0, what_ + ": " + e.path.text);
-        const core::UniqueFd dst = open_at(dst_parent, target.name(), O_WRONLY | O_CREAT | O_EXCL, 0600,
-                                           what_ + ": " + target.text);
+        const core::UniqueFd dst =
+            open_at(dst_parent, target.name(), O_WRONLY | O_CREAT | O_EXCL, 0600, what_ + ": " + target.text);
         try {
             std::int64_t mtime = st->st_mtim.tv_sec;
             if (!e.placeholder.empty()) {

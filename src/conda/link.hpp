@@ -40,8 +40,8 @@ struct LinkedPath {
 };
 
 struct LinkContext {
-    int prefix_fd = -1;   // the prefix folder inside the tree being built
-    std::string prefix;   // its absolute path in the image, "/opt/conda"
+    int prefix_fd = -1;  // the prefix folder inside the tree being built
+    std::string prefix;  // its absolute path in the image, "/opt/conda"
     std::optional<PythonInfo> python;
     std::function<void(std::string_view)> log;
 };

@@ -168,15 +168,15 @@ std::string cache_key(const PackageRecord& record, const std::string& what) {
                                               "to install an artifact that cannot be verified");
 }
 
-void check_digest(const PackageRecord& record, const std::pair<std::string, std::string>& got,
-                  const std::string& url, const std::string& what) {
+void check_digest(const PackageRecord& record, const std::pair<std::string, std::string>& got, const std::string& url,
+                  const std::string& what) {
     const bool by_sha256 = !record.sha256.empty();
     const std::string& expected = by_sha256 ? record.sha256 : record.md5;
     const std::string& actual = by_sha256 ? got.first : got.second;
     if (expected == actual) return;
     const char* algo = by_sha256 ? "sha256" : "md5";
-    throw Error(ErrorCategory::integrity, what + " (" + url + "): " + algo + " mismatch: expected " + expected +
-                                              ", got " + actual);
+    throw Error(ErrorCategory::integrity,
+                what + " (" + url + "): " + algo + " mismatch: expected " + expected + ", got " + actual);
 }
 
 int hex_value(char c) {
@@ -191,7 +191,8 @@ std::string file_url_path(std::string_view url, const std::string& what) {
     std::string_view rest = url.substr(std::string_view("file://").size());
     if (rest.starts_with("localhost/")) rest.remove_prefix(std::string_view("localhost").size());
     if (!rest.starts_with("/")) {
-        throw Error(ErrorCategory::unsupported, what + ": " + std::string(url) + ": only local file:// URLs are supported");
+        throw Error(ErrorCategory::unsupported,
+                    what + ": " + std::string(url) + ": only local file:// URLs are supported");
     }
     std::string out;
     for (std::size_t i = 0; i < rest.size(); ++i) {
@@ -240,8 +241,9 @@ fs::path PackageCache::get(const PackageRecord& record) const {
     const fs::path stored = root_ / "archives" / (key + "-" + fn);
     // Extraction reads the very file descriptor that was verified (a file:// artifact swapped
     // after its check is never what gets extracted).
-    const core::UniqueFd archive = is_file(stored) ? core::open_file(stored, O_RDONLY)  // verified before it got this name
-                                                   : fetch(record, stored, what);
+    const core::UniqueFd archive = is_file(stored)
+                                       ? core::open_file(stored, O_RDONLY)  // verified before it got this name
+                                       : fetch(record, stored, what);
 
     const fs::path temp = root_ / "tmp" / (key + "." + core::unique_suffix());
     if (::mkdir(temp.c_str(), 0755) != 0) core::throw_errno("cannot create " + temp.string());
@@ -284,7 +286,7 @@ core::UniqueFd PackageCache::download(const PackageRecord& record, const std::st
             if (response.status < 200 || response.status >= 300) {
                 const long status = response.status;
                 retryable = status == 408 || status == 429 || status >= 500;
-                throw Error(status == 404   ? ErrorCategory::not_found
+                throw Error(status == 404                    ? ErrorCategory::not_found
                             : status == 401 || status == 403 ? ErrorCategory::unauthorized
                                                              : ErrorCategory::unavailable,
                             what + ": GET " + url + ": HTTP " + std::to_string(status));

@@ -33,7 +33,7 @@ public:
 private:
     /// Downloads (or, for file://, verifies in place) the archive; the verified file, open.
     [[nodiscard]] core::UniqueFd fetch(const PackageRecord& record, const std::filesystem::path& stored,
-                                    const std::string& what) const;
+                                       const std::string& what) const;
 
     /// One http(s) URL into `stored`, verified; transient failures (dropped connections, 408,
     /// 429, 5xx) are retried a few times.

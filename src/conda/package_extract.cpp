@@ -55,7 +55,8 @@ public:
             const int r = archive_read_next_header(a, &entry);
             if (r == ARCHIVE_EOF) return;
             if (r < ARCHIVE_WARN) {
-                throw Error(ErrorCategory::invalid_input, what_ + ": " + std::string(member) + ": " + archive_message(a));
+                throw Error(ErrorCategory::invalid_input,
+                            what_ + ": " + std::string(member) + ": " + archive_message(a));
             }
             write_entry(a, entry, member);
         }
@@ -124,7 +125,8 @@ private:
                     const std::string& where) {
         int raw_fd;
         do {
-            raw_fd = ::openat(parent_fd, path.name().c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+            raw_fd =
+                ::openat(parent_fd, path.name().c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         } while (raw_fd < 0 && errno == EINTR);
         if (raw_fd < 0) core::throw_errno(where + ": cannot create " + path.text);
         const core::UniqueFd fd(raw_fd);
@@ -234,8 +236,7 @@ void extract_conda(int archive_fd, TreeWriter& writer, const std::string& what) 
     }
     if (!saw_info || !saw_pkg) {
         throw Error(ErrorCategory::invalid_input,
-                    what + ": not a conda package: the ZIP lacks " +
-                        (saw_info ? "pkg-*.tar.zst" : "info-*.tar.zst"));
+                    what + ": not a conda package: the ZIP lacks " + (saw_info ? "pkg-*.tar.zst" : "info-*.tar.zst"));
     }
 }
 
@@ -250,9 +251,8 @@ void extract_package(int archive_fd, std::string_view fn, const std::string& des
     } else if (fn.ends_with(".tar.bz2")) {
         extract_tar_bz2(archive_fd, writer, std::string(what));
     } else {
-        throw Error(ErrorCategory::unsupported,
-                    std::string(what) + ": unknown package format \"" + std::string(fn) +
-                        "\" (expected .conda or .tar.bz2)");
+        throw Error(ErrorCategory::unsupported, std::string(what) + ": unknown package format \"" + std::string(fn) +
+                                                    "\" (expected .conda or .tar.bz2)");
     }
     if (!writer.saw_index()) {
         throw Error(ErrorCategory::invalid_input, std::string(what) + ": not a conda package: no info/index.json");

@@ -32,9 +32,7 @@ std::optional<RelPath> parse_rel_path(std::string_view path) {
     return out;
 }
 
-core::UniqueFd open_root(const std::string& dir) {
-    return core::open_file(dir, O_PATH | O_DIRECTORY);
-}
+core::UniqueFd open_root(const std::string& dir) { return core::open_file(dir, O_PATH | O_DIRECTORY); }
 
 namespace {
 
@@ -89,7 +87,8 @@ int DirWalker::walk_to(const RelPath& path, std::size_t count, bool create, std:
     for (std::size_t i = common; i < count; ++i) {
         const int at = fds_.empty() ? root_fd_ : fds_.back().get();
         int fd = open_or_make(at, path.components[i], create);
-        if (fd < 0 && follow_ && (errno == ELOOP || errno == ENOTDIR)) fd = resolve(path, i + 1, create, what).release();
+        if (fd < 0 && follow_ && (errno == ELOOP || errno == ENOTDIR))
+            fd = resolve(path, i + 1, create, what).release();
         if (fd < 0) {
             const int err = errno;
             std::string so_far;
@@ -107,9 +106,10 @@ core::UniqueFd DirWalker::resolve(const RelPath& path, std::size_t count, bool c
     auto refuse = [&](const std::string& why) {
         return Error(ErrorCategory::invalid_input, std::string(what) + ": \"" + path.text + "\": " + why);
     };
-    std::vector<std::string> todo(path.components.rbegin() + static_cast<std::ptrdiff_t>(path.components.size() - count),
-                                  path.components.rend());  // reversed: the next component is last
-    std::vector<core::UniqueFd> chain;                       // resolved directories below the root
+    std::vector<std::string> todo(
+        path.components.rbegin() + static_cast<std::ptrdiff_t>(path.components.size() - count),
+        path.components.rend());        // reversed: the next component is last
+    std::vector<core::UniqueFd> chain;  // resolved directories below the root
     std::vector<std::string> chain_names;
     int symlinks = 0;
     while (!todo.empty()) {
@@ -133,7 +133,8 @@ core::UniqueFd DirWalker::resolve(const RelPath& path, std::size_t count, bool c
         std::string so_far;
         for (const std::string& n : chain_names) so_far += n + "/";
         so_far += name;
-        if (err != ELOOP && err != ENOTDIR) core::throw_errno(err, std::string(what) + ": cannot open directory " + so_far);
+        if (err != ELOOP && err != ENOTDIR)
+            core::throw_errno(err, std::string(what) + ": cannot open directory " + so_far);
         const auto st = stat_at(at, name);
         if (!st || !S_ISLNK(st->st_mode)) throw refuse("\"" + so_far + "\" is not a directory");
         if (++symlinks > max_symlinks) throw refuse("too many levels of symlinks");
@@ -209,8 +210,7 @@ void remove_at(int dir_fd, const std::string& name, std::string_view what) {
     const auto st = stat_at(dir_fd, name);
     if (!st) return;
     if (S_ISDIR(st->st_mode)) {
-        throw Error(ErrorCategory::invalid_input,
-                    std::string(what) + ": a directory is in the way (\"" + name + "\")");
+        throw Error(ErrorCategory::invalid_input, std::string(what) + ": a directory is in the way (\"" + name + "\")");
     }
     if (::unlinkat(dir_fd, name.c_str(), 0) != 0 && errno != ENOENT)
         core::throw_errno(std::string(what) + ": cannot remove " + name);

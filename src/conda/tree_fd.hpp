@@ -59,8 +59,8 @@ private:
     int root_fd_;
     bool follow_ = false;
     std::string absolute_root_;
-    std::vector<std::string> names_;     // the requested components of the open chain
-    std::vector<core::UniqueFd> fds_;    // fds_[i]: where names_[0..i] resolve to
+    std::vector<std::string> names_;   // the requested components of the open chain
+    std::vector<core::UniqueFd> fds_;  // fds_[i]: where names_[0..i] resolve to
 };
 
 /// Opens `dir` (a path, absolute or relative to the cwd) as the root of such walks.

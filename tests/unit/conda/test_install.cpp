@@ -41,10 +41,10 @@ const std::string placeholder = [] {
 }();
 
 fs::path fixture_script() {
-    for (const fs::path& candidate : {fs::path("integration/conda_packages.py"),
-                                     fs::path("tests/integration/conda_packages.py"),
-                                     fs::path("../tests/integration/conda_packages.py"),
-                                     fs::path(__FILE__).parent_path() / "../../integration/conda_packages.py"}) {
+    for (const fs::path& candidate :
+         {fs::path("integration/conda_packages.py"), fs::path("tests/integration/conda_packages.py"),
+          fs::path("../tests/integration/conda_packages.py"),
+          fs::path(__FILE__).parent_path() / "../../integration/conda_packages.py"}) {
         if (fs::exists(candidate)) return fs::absolute(candidate);
     }
     FAIL("cannot find tests/integration/conda_packages.py");
@@ -132,8 +132,8 @@ Json base64_file(const std::string& data, int mode = 0644) {
     std::string out;
     std::size_t i = 0;
     for (; i + 2 < data.size(); i += 3) {
-        const unsigned v = (static_cast<unsigned char>(data[i]) << 16) | (static_cast<unsigned char>(data[i + 1]) << 8) |
-                           static_cast<unsigned char>(data[i + 2]);
+        const unsigned v = (static_cast<unsigned char>(data[i]) << 16) |
+                           (static_cast<unsigned char>(data[i + 1]) << 8) | static_cast<unsigned char>(data[i + 2]);
         out += {table[v >> 18], table[(v >> 12) & 63], table[(v >> 6) & 63], table[v & 63]};
     }
     if (i + 1 == data.size()) {
@@ -204,26 +204,30 @@ std::map<std::string, std::string> tree(const fs::path& dir) {
 TEST_CASE("install: files, symlinks and text and binary placeholders, from .conda and .tar.bz2") {
     Fixture f;
     const std::string long_args = " -W ignore::DeprecationWarning:" + std::string(120, 'x');
-    const std::string binary = std::string("\x7f" "ELF\0\1", 6) + placeholder + "/lib:" + placeholder + "/lib64" +
-                               std::string(1, '\0') + "rest" + placeholder;  // the last one is no C string
+    const std::string binary = std::string(
+                                   "\x7f"
+                                   "ELF\0\1",
+                                   6) +
+                               placeholder + "/lib:" + placeholder + "/lib64" + std::string(1, '\0') + "rest" +
+                               placeholder;  // the last one is no C string
     for (const char* fmt_name : {"conda", "tar.bz2"}) {
         const std::string fmt = fmt_name;
         CAPTURE(fmt);
-        const PackageRecord a = f.channel.add(Json{
-            {"fmt", fmt},
-            {"record",
-             {{"name", "liba" + std::string(fmt == "conda" ? "" : "-bz2")},
-              {"version", "1.0"},
-              {"build", "h0_0"},
-              {"placeholder",
-               {{"etc/a.cfg", "text"}, {"bin/short", "text"}, {"bin/long", "text"}, {"lib/liba.so", "binary"}}}}},
-            {"files",
-             {{"etc/a.cfg", "prefix=" + placeholder + "\nlib=" + placeholder + "/lib\n"},
-              {"bin/short", "#!" + placeholder + "/bin/python3.12 -u\nprint('" + placeholder + "')\n"},
-              {"bin/long", "#!" + placeholder + "/bin/python3.12" + long_args + "\nimport sys\n"},
-              {"lib/liba.so", base64_file(binary, 0755)},
-              {"lib/liba.so.1", {{"symlink", "liba.so"}}},
-              {"share/doc/a.txt", "plain " + placeholder + " not listed as a placeholder\n"}}}});
+        const PackageRecord a = f.channel.add(
+            Json{{"fmt", fmt},
+                 {"record",
+                  {{"name", "liba" + std::string(fmt == "conda" ? "" : "-bz2")},
+                   {"version", "1.0"},
+                   {"build", "h0_0"},
+                   {"placeholder",
+                    {{"etc/a.cfg", "text"}, {"bin/short", "text"}, {"bin/long", "text"}, {"lib/liba.so", "binary"}}}}},
+                 {"files",
+                  {{"etc/a.cfg", "prefix=" + placeholder + "\nlib=" + placeholder + "/lib\n"},
+                   {"bin/short", "#!" + placeholder + "/bin/python3.12 -u\nprint('" + placeholder + "')\n"},
+                   {"bin/long", "#!" + placeholder + "/bin/python3.12" + long_args + "\nimport sys\n"},
+                   {"lib/liba.so", base64_file(binary, 0755)},
+                   {"lib/liba.so.1", {{"symlink", "liba.so"}}},
+                   {"share/doc/a.txt", "plain " + placeholder + " not listed as a placeholder\n"}}}});
         const fs::path prefix = f.install({a}, "root-" + fmt);
 
         CHECK(slurp(prefix / "etc/a.cfg") == "prefix=/opt/conda\nlib=/opt/conda/lib\n");
@@ -237,8 +241,10 @@ TEST_CASE("install: files, symlinks and text and binary placeholders, from .cond
         REQUIRE(patched.size() == binary.size());
         const std::string c_string = "/opt/conda/lib:/opt/conda/lib64";
         const std::size_t padding = 2 * (placeholder.size() - std::string("/opt/conda").size());
-        CHECK(patched == std::string("\x7f" "ELF\0\1", 6) + c_string + std::string(1 + padding, '\0') + "rest" +
-                             placeholder);
+        CHECK(patched == std::string("\x7f"
+                                     "ELF\0\1",
+                                     6) +
+                             c_string + std::string(1 + padding, '\0') + "rest" + placeholder);
         CHECK(mode_of(prefix / "lib/liba.so") == 0755);
 
         REQUIRE(fs::is_symlink(prefix / "lib/liba.so.1"));
@@ -253,8 +259,8 @@ TEST_CASE("install: files, symlinks and text and binary placeholders, from .cond
         CHECK(m["sha256"] == a.sha256);
         CHECK(m["link"]["type"] == 3);
         // The package's order (the spec went through a JSON object, so sorted).
-        CHECK(m["files"] == Json::array({"bin/long", "bin/short", "etc/a.cfg", "lib/liba.so", "lib/liba.so.1",
-                                         "share/doc/a.txt"}));
+        CHECK(m["files"] ==
+              Json::array({"bin/long", "bin/short", "etc/a.cfg", "lib/liba.so", "lib/liba.so.1", "share/doc/a.txt"}));
         const Json* cfg = paths_entry(m, "etc/a.cfg");
         REQUIRE(cfg != nullptr);
         CHECK((*cfg)["sha256_in_prefix"] == sha256_hex(slurp(prefix / "etc/a.cfg")));
@@ -298,13 +304,16 @@ TEST_CASE("install: conda-meta records, requested specs and history") {
           "# cmd: ocibuild build\n"
           "# conda version: 4.0.0\n"
           "+conda-forge/linux-64::app-2.0-h0_0\n"
-          "+file://" + f.channel.dir().string() + "/linux-64::zlib-1.3.1-h4ab18f5_1\n"
-          "# update specs: [\"app >=2\", \"python\"]\n");
+          "+file://" +
+              f.channel.dir().string() +
+              "/linux-64::zlib-1.3.1-h4ab18f5_1\n"
+              "# update specs: [\"app >=2\", \"python\"]\n");
 }
 
 TEST_CASE("install: noarch python goes to site-packages and bin, with entry points") {
     Fixture f;
-    const PackageRecord python = f.channel.add(package("python", "3.12.4", "h0_0_cpython", {{"bin/python3.12", "elf"}}));
+    const PackageRecord python =
+        f.channel.add(package("python", "3.12.4", "h0_0_cpython", {{"bin/python3.12", "elf"}}));
     const PackageRecord tool = f.channel.add(package(
         "tool", "1.0", "pyhd8ed1ab_0",
         {{"site-packages/tool/__init__.py", "X = 1\n"},
@@ -345,6 +354,13 @@ TEST_CASE("install: noarch python goes to site-packages and bin, with entry poin
         const fs::path p2 = f.install({ft, tool}, "root-ft");
         CHECK(fs::exists(p2 / "lib/python3.13t/site-packages/tool/__init__.py"));
         CHECK(slurp(p2 / "bin/tool").starts_with("#!/opt/conda/bin/python3.13t\n"));
+    }
+    SUBCASE("a python path too long for a shebang gets the sh trampoline") {
+        const std::string long_prefix = "/opt/" + std::string(130, 'p');
+        const fs::path p3 = f.install({python, tool}, "root-long", long_prefix);
+        CHECK(slurp(p3 / "bin/tool")
+                  .starts_with("#!/bin/sh\n'''exec' \"" + long_prefix + "/bin/python3.12\" \"$0\" \"$@\" #'''\n" +
+                               "# -*- coding: utf-8 -*-\n"));
     }
     SUBCASE("a noarch python package needs a python") {
         CHECK_THROWS_WITH_AS(f.install({tool}, "root-nopy"),
@@ -445,7 +461,8 @@ TEST_CASE("install: downloads over HTTP into the cache, once") {
         missing.sha256 = std::string(64, 'a');
         missing.url = server.url("/chan/linux-64/gone.conda");
         CHECK_THROWS_WITH_AS(f.install({missing}, "root3"),
-                             doctest::Contains(("package liba-1.0-h0_0: GET " + missing.url + ": HTTP 404").c_str()), Error);
+                             doctest::Contains(("package liba-1.0-h0_0: GET " + missing.url + ": HTTP 404").c_str()),
+                             Error);
         CHECK(server.requests().size() == 2);  // 404 is final
     }
     SUBCASE("a mismatch over HTTP leaves no archive behind") {
@@ -466,16 +483,19 @@ TEST_CASE("install: hostile packages are refused") {
         CHECK_THROWS_WITH_AS(f.install({evil}), doctest::Contains("\"..\" paths are not allowed"), Error);
     }
     SUBCASE("a file written through a symlink the package made") {
-        const PackageRecord evil = f.channel.add(package(
-            "evil", "1.0", "h0_0", {{"lib", {{"symlink", outside.string()}}}, {"lib/pwned", "x"}}, {{"fmt", "tar.bz2"}}));
+        const PackageRecord evil =
+            f.channel.add(package("evil", "1.0", "h0_0", {{"lib", {{"symlink", outside.string()}}}, {"lib/pwned", "x"}},
+                                  {{"fmt", "tar.bz2"}}));
         CHECK_THROWS_WITH_AS(f.install({evil}), doctest::Contains("is a symlink or not a directory"), Error);
     }
     SUBCASE("a later package writing through an earlier package's symlink to outside") {
-        const PackageRecord link = f.channel.add(package("link", "1.0", "h0_0", {{"share", {{"symlink", outside.string()}}}}));
+        const PackageRecord link =
+            f.channel.add(package("link", "1.0", "h0_0", {{"share", {{"symlink", outside.string()}}}}));
         const PackageRecord evil = f.channel.add(package("evil", "1.0", "h0_0", {{"share/pwned", "x"}}));
-        CHECK_THROWS_WITH_AS(f.install({link, evil}),
-                             doctest::Contains(("\"share\" is a symlink to " + outside.string() + ", outside the prefix").c_str()),
-                             Error);
+        CHECK_THROWS_WITH_AS(
+            f.install({link, evil}),
+            doctest::Contains(("\"share\" is a symlink to " + outside.string() + ", outside the prefix").c_str()),
+            Error);
     }
     SUBCASE("... or to a relative path that climbs out") {
         const PackageRecord link =
@@ -511,8 +531,7 @@ TEST_CASE("install: legacy packages without paths.json (info/files, info/has_pre
     const PackageRecord old = f.channel.add(spec);
     const fs::path prefix = f.install({old});
     CHECK(slurp(prefix / "bin/old") == "#!/opt/conda/bin/python\n");
-    CHECK(slurp(prefix / "lib/libold.so") ==
-          "A/opt/conda" + std::string(1 + placeholder.size() - 10, '\0') + "B");
+    CHECK(slurp(prefix / "lib/libold.so") == "A/opt/conda" + std::string(1 + placeholder.size() - 10, '\0') + "B");
     CHECK(fs::is_symlink(prefix / "lib/libold.so.0"));
     const Json m = meta(prefix, old);
     CHECK((*paths_entry(m, "lib/libold.so.0"))["path_type"] == "softlink");
@@ -522,11 +541,12 @@ TEST_CASE("install: legacy packages without paths.json (info/files, info/has_pre
 TEST_CASE("install: the same packages give the same bytes, whatever the cache") {
     Fixture f;
     const PackageRecord python = f.channel.add(package("python", "3.11.0", "h0", {{"bin/python3.11", "elf"}}));
-    const PackageRecord a = f.channel.add(package("liba", "1.0", "h0_0",
-                                                  {{"etc/a", placeholder}, {"lib/l", {{"symlink", "x"}}}},
-                                                  {{"placeholder", {{"etc/a", "text"}}}}));
-    const PackageRecord n = f.channel.add(package("n", "1.0", "py_0", {{"site-packages/n.py", "n"}},
-                                                  {{"noarch", "python"}, {"entry_points", Json::array({"n = n:main"})}}));
+    const PackageRecord a =
+        f.channel.add(package("liba", "1.0", "h0_0", {{"etc/a", placeholder}, {"lib/l", {{"symlink", "x"}}}},
+                              {{"placeholder", {{"etc/a", "text"}}}}));
+    const PackageRecord n =
+        f.channel.add(package("n", "1.0", "py_0", {{"site-packages/n.py", "n"}},
+                              {{"noarch", "python"}, {"entry_points", Json::array({"n = n:main"})}}));
     const fs::path one = f.install({python, a, n}, "one", "/opt/conda", {"n"});
     f.options.package_cache = f.temp.path() / "other-cache";
     f.options.jobs = 1;
@@ -537,8 +557,8 @@ TEST_CASE("install: the same packages give the same bytes, whatever the cache") 
 
 TEST_CASE("install: post-link scripts are not run but reported; later packages replace files") {
     Fixture f;
-    const PackageRecord a = f.channel.add(package("liba", "1.0", "h0_0",
-                                                  {{"bin/.liba-post-link.sh", "touch /x\n"}, {"share/common", "a"}}));
+    const PackageRecord a = f.channel.add(
+        package("liba", "1.0", "h0_0", {{"bin/.liba-post-link.sh", "touch /x\n"}, {"share/common", "a"}}));
     const PackageRecord b = f.channel.add(package("libb", "1.0", "h0_0", {{"share/common", "b"}}));
     const fs::path prefix = f.install({a, b});
     CHECK(slurp(prefix / "share/common") == "b");
@@ -559,8 +579,8 @@ TEST_CASE("install: concurrent installs share one cache") {
     std::vector<PackageRecord> packages;
     for (int i = 0; i < 4; ++i) {
         const std::string name = "pkg" + std::to_string(i);
-        packages.push_back(f.channel.add(package(name, "1.0", "h0_0", {{"share/" + name, name}},
-                                                 {{"fmt", i % 2 == 0 ? "conda" : "tar.bz2"}})));
+        packages.push_back(f.channel.add(
+            package(name, "1.0", "h0_0", {{"share/" + name, name}}, {{"fmt", i % 2 == 0 ? "conda" : "tar.bz2"}})));
     }
     std::vector<std::string> errors(3);
     std::vector<std::thread> threads;
@@ -591,7 +611,8 @@ TEST_CASE("install: a package may write through an earlier package's symlink tha
     const PackageRecord base = f.channel.add(package(
         "base", "1.0", "h0_0",
         {{"lib/.keep", ""}, {"lib64", {{"symlink", "lib"}}}, {"etc/conf.d", {{"symlink", "/opt/conda/share/conf"}}}}));
-    const PackageRecord user = f.channel.add(package("user", "1.0", "h0_0", {{"lib64/libu.so", "u"}, {"etc/conf.d/u", "c"}}));
+    const PackageRecord user =
+        f.channel.add(package("user", "1.0", "h0_0", {{"lib64/libu.so", "u"}, {"etc/conf.d/u", "c"}}));
     const fs::path prefix = f.install({base, user});
     CHECK(slurp(prefix / "lib/libu.so") == "u");
     CHECK(fs::is_symlink(prefix / "lib64"));

@@ -21,6 +21,7 @@
 #include "ocibuild/conda/match_spec.hpp"
 #include "ocibuild/core/error.hpp"
 #include "package_cache.hpp"
+#include "task_pool.hpp"
 #include "tree_fd.hpp"
 
 namespace ocibuild::conda {
@@ -227,6 +228,8 @@ void install(const std::vector<PackageRecord>& packages, const std::filesystem::
     context.prefix = prefix_text;
     context.python = detail::find_python(packages);
     context.log = options.log;
+    detail::TaskPool pool(options.jobs == 0 ? std::max(1u, std::thread::hardware_concurrency()) : options.jobs);
+    context.pool = &pool;
 
     const auto requested = specs_by_name(requested_specs);
     for (std::size_t i = 0; i < packages.size(); ++i) {

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <map>
+#include <memory>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@
 #include "ocibuild/core/error.hpp"
 #include "ocibuild/core/fd.hpp"
 #include "package_cache.hpp"
+#include "task_pool.hpp"
 #include "tree_fd.hpp"
 
 namespace ocibuild::conda::detail {
@@ -479,11 +481,34 @@ public:
         } else {
             entries = legacy_paths(package_fd_, what_);
         }
-        std::vector<LinkedPath> out;
-        out.reserve(entries.size());
-        for (const PathEntry& e : entries) {
+        // Slots filled in order; file contents may still be copied by the pool into their slot
+        // until wait(), so the vector is never resized before that.
+        std::vector<LinkedPath> out(entries.size());
+        try {
+            link_all(entries, noarch_python, out);
+        } catch (...) {
+            // Tasks in flight point into `entries` and `out`: let them finish before these go.
+            if (context_.pool != nullptr) {
+                try {
+                    context_.pool->wait();
+                } catch (...) {  // the first error is the one being reported
+                }
+            }
+            throw;
+        }
+        if (context_.pool != nullptr) context_.pool->wait();
+        if (noarch_python) {
+            for (const EntryPoint& ep : entry_points(package_fd_, what_)) out.push_back(write_entry_point(ep));
+        }
+        return out;
+    }
+
+private:
+    void link_all(const std::vector<PathEntry>& entries, bool noarch_python, std::vector<LinkedPath>& out) {
+        for (std::size_t i = 0; i < entries.size(); ++i) {
+            const PathEntry& e = entries[i];
             const RelPath target = target_path(e, context_.python, noarch_python, what_);
-            out.push_back(link_one(e, target));
+            link_one(e, target, out[i]);
             // conda runs these (pre-link is deprecated); a later step may have to do what they do.
             const std::string script_prefix = "bin/." + record_.name + "-";
             if (context_.log &&
@@ -493,15 +518,9 @@ public:
                              target.text + ") that is not run; the environment may lack what it would have done");
             }
         }
-        if (noarch_python) {
-            for (const EntryPoint& ep : entry_points(package_fd_, what_)) out.push_back(write_entry_point(ep));
-        }
-        return out;
     }
 
-private:
-    LinkedPath link_one(const PathEntry& e, const RelPath& target) {
-        LinkedPath out;
+    void link_one(const PathEntry& e, const RelPath& target, LinkedPath& out) {
         out.path = target.text;
         out.path_type = e.path_type;
         out.sha256 = e.sha256;
@@ -520,7 +539,7 @@ private:
         if (S_ISDIR(st->st_mode)) {
             (void)target_dirs_.dir(target, /*create=*/true, what_);
             out.path_type = "directory";
-            return out;
+            return;
         }
         const int dst_parent = target_dirs_.parent(target, /*create=*/true, what_);
         remove_at(dst_parent, target.name(), what_);  // a file of an earlier package: replaced
@@ -529,25 +548,57 @@ private:
             if (::symlinkat(link.c_str(), dst_parent, target.name().c_str()) != 0)
                 core::throw_errno(what_ + ": cannot create symlink " + target.text);
             out.path_type = "softlink";
-            return out;
+            return;
         }
         if (!S_ISREG(st->st_mode)) {
             throw Error(ErrorCategory::invalid_input, what_ + ": \"" + e.path.text + "\" is not a regular file");
         }
         if (e.path_type == "softlink" || e.path_type == "directory") out.path_type = "hardlink";
-        const core::UniqueFd src = open_at(src_parent, e.path.name(), O_RDONLY, 0, what_ + ": " + e.path.text);
-        const core::UniqueFd dst =
-            open_at(dst_parent, target.name(), O_WRONLY | O_CREAT | O_EXCL, 0600, what_ + ": " + target.text);
+        auto job = std::make_shared<CopyJob>();
+        job->entry = &e;
+        job->target = target.text;
+        job->name = target.name();
+        job->st = *st;
+        job->out = &out;
+        job->src = open_at(src_parent, e.path.name(), O_RDONLY, 0, what_ + ": " + e.path.text);
+        job->dst = open_at(dst_parent, target.name(), O_WRONLY | O_CREAT | O_EXCL, 0600, what_ + ": " + target.text);
+        job->parent = core::UniqueFd(::fcntl(dst_parent, F_DUPFD_CLOEXEC, 0));
+        if (!job->parent) core::throw_errno("cannot duplicate a directory descriptor");
+        auto task = [job, this] { copy_data(*job); };
+        if (context_.pool != nullptr) {
+            context_.pool->submit(std::move(task));
+        } else {
+            task();
+        }
+    }
+
+    /// What the pool needs to fill one new file.
+    struct CopyJob {
+        const PathEntry* entry = nullptr;
+        std::string target;  // path below the prefix
+        std::string name;    // its last component, in `parent`
+        struct stat st {};   // of the source
+        LinkedPath* out = nullptr;
+        core::UniqueFd src;
+        core::UniqueFd dst;
+        core::UniqueFd parent;
+    };
+
+    /// Contents, hashes, mode and time of one new file; on failure the file is removed (unless
+    /// another entry of the package has taken its name meanwhile).
+    void copy_data(const CopyJob& job) const {
+        const PathEntry& e = *job.entry;
+        LinkedPath& out = *job.out;
         try {
-            std::int64_t mtime = st->st_mtim.tv_sec;
+            std::int64_t mtime = job.st.st_mtim.tv_sec;
             if (!e.placeholder.empty()) {
-                const MappedFile data(src.get(), static_cast<std::size_t>(st->st_size), e.path.text);
-                HashingWriter writer(dst.get(), target.text);
+                const MappedFile data(job.src.get(), static_cast<std::size_t>(job.st.st_size), e.path.text);
+                HashingWriter writer(job.dst.get(), job.target);
                 const Emit emit = [&](std::string_view piece) { writer.write(piece); };
                 if (e.file_mode == "binary") {
                     if (!replace_binary(data.view(), e.placeholder, context_.prefix, emit)) {
                         throw Error(ErrorCategory::invalid_input,
-                                    what_ + ": \"" + target.text + "\": the prefix \"" + context_.prefix + "\" (" +
+                                    what_ + ": \"" + job.target + "\": the prefix \"" + context_.prefix + "\" (" +
                                         std::to_string(context_.prefix.size()) +
                                         " bytes) is longer than the binary placeholder it replaces (" +
                                         std::to_string(e.placeholder.size()) + " bytes): choose a shorter prefix");
@@ -561,26 +612,28 @@ private:
                 // look valid for the patched source.
                 mtime += 1;
             } else if (!e.sha256.empty()) {
-                copy_contents(src.get(), dst.get(), what_ + ": " + e.path.text);
+                copy_contents(job.src.get(), job.dst.get(), what_ + ": " + e.path.text);
                 out.sha256_in_prefix = e.sha256;
-                out.size_in_bytes = static_cast<std::uint64_t>(st->st_size);
+                out.size_in_bytes = static_cast<std::uint64_t>(job.st.st_size);
             } else {
-                HashingWriter writer(dst.get(), target.text);
+                HashingWriter writer(job.dst.get(), job.target);
                 std::vector<char> buf(io_chunk);
                 for (;;) {
-                    const std::size_t n = core::read_full(src.get(), buf.data(), buf.size(), e.path.text);
+                    const std::size_t n = core::read_full(job.src.get(), buf.data(), buf.size(), e.path.text);
                     if (n == 0) break;
                     writer.write(std::string_view(buf.data(), n));
                 }
                 out.sha256_in_prefix = writer.finish();
                 out.size_in_bytes = writer.bytes();
             }
-            set_mode_and_time(dst.get(), st->st_mode & 0777, mtime, target.text);
+            set_mode_and_time(job.dst.get(), job.st.st_mode & 0777, mtime, job.target);
         } catch (...) {
-            (void)::unlinkat(dst_parent, target.name().c_str(), 0);
+            struct stat mine {};
+            const auto now = stat_at(job.parent.get(), job.name);
+            if (::fstat(job.dst.get(), &mine) == 0 && now && now->st_ino == mine.st_ino && now->st_dev == mine.st_dev)
+                (void)::unlinkat(job.parent.get(), job.name.c_str(), 0);
             throw;
         }
-        return out;
     }
 
     LinkedPath write_entry_point(const EntryPoint& ep) {

@@ -39,11 +39,16 @@ struct LinkedPath {
     bool no_link = false;
 };
 
+class TaskPool;
+
 struct LinkContext {
     int prefix_fd = -1;  // the prefix folder inside the tree being built
     std::string prefix;  // its absolute path in the image, "/opt/conda"
     std::optional<PythonInfo> python;
     std::function<void(std::string_view)> log;
+    /// Copies and patches file contents in parallel (names, directories and symlinks are made in
+    /// order on the calling thread, so the tree never depends on scheduling). Null: inline.
+    TaskPool* pool = nullptr;
 };
 
 /// Links the package extracted at `package_dir` into the prefix; the paths it installed, in the

@@ -645,3 +645,23 @@ TEST_CASE("install: archives that are not conda packages are refused, naming the
     CHECK(fs::is_empty(f.cache / "pkgs"));
     CHECK(fs::is_empty(f.cache / "tmp"));
 }
+
+TEST_CASE("install: a paths.json naming a file the package lacks stops linking, naming both") {
+    Fixture f;
+    f.options.jobs = 4;
+    Json files = Json::object();
+    Json paths = Json::array();
+    for (int i = 0; i < 200; ++i) {
+        const std::string path = "share/many/f" + std::to_string(i);
+        files[path] = std::string(1000, 'x');
+        paths.push_back({{"_path", path}, {"path_type", "hardlink"}});
+    }
+    paths.push_back({{"_path", "share/missing"}, {"path_type", "hardlink"}});
+    const Json paths_json = {{"paths_version", 1}, {"paths", paths}};
+    const PackageRecord bad =
+        f.channel.add(package("bad", "1.0", "h0_0", files, {{"extra_info", {{"info/paths.json", paths_json.dump()}}}}));
+    CHECK_THROWS_WITH_AS(f.install({bad}),
+                         doctest::Contains("package bad-1.0-h0_0: the package lists \"share/missing\" but does not "
+                                           "contain it"),
+                         Error);
+}

@@ -140,7 +140,8 @@ std::string prefix_record(const PackageRecord& r, const std::vector<detail::Link
     if (!r.noarch.empty()) j["noarch"] = r.noarch;
     if (!r.track_features.empty()) j["track_features"] = join(r.track_features, " ");
     if (!r.python_site_packages_path.empty()) j["python_site_packages_path"] = r.python_site_packages_path;
-    j["fn"] = r.fn;
+    const std::string fn = r.fn.empty() ? r.url.substr(r.url.rfind('/') + 1) : r.fn;
+    j["fn"] = fn;
     j["url"] = r.url;
     std::string channel = channel_url(r);
     if (!channel.empty() && !channel.ends_with("/")) channel += "/";
@@ -156,7 +157,7 @@ std::string prefix_record(const PackageRecord& r, const std::vector<detail::Link
     j["paths_data"] = Json{{"paths_version", 1}, {"paths", std::move(entries)}};
     const std::string pkgs = std::string(prefix) + "/pkgs/";
     j["extracted_package_dir"] = pkgs + r.dist_name();
-    j["package_tarball_full_path"] = pkgs + r.fn;
+    j["package_tarball_full_path"] = pkgs + fn;
     j["link"] = Json{{"source", pkgs + r.dist_name()}, {"type", 3}};  // 3 = copy
     j["requested_specs"] = specs;
     if (!specs.empty()) j["requested_spec"] = specs.front();

@@ -387,7 +387,7 @@ struct EntryPoint {
 EntryPoint parse_entry_point(std::string_view text, const std::string& what) {
     auto bad = [&](std::string_view why) {
         return Error(ErrorCategory::invalid_input,
-                     what + ": info/link.json: entry point \"" + std::string(text) + "\": " + std::string(why));
+                     what + ": entry point \"" + std::string(text) + "\": " + std::string(why));
     };
     const std::size_t eq = text.find('=');
     if (eq == std::string_view::npos) throw bad("expected \"command = module:function\"");
@@ -405,25 +405,36 @@ EntryPoint parse_entry_point(std::string_view text, const std::string& what) {
     return ep;
 }
 
+/// noarch.entry_points of info/link.json, or entry_points of the older info/noarch.json (as
+/// conda reads them).
 std::vector<EntryPoint> entry_points(int package_fd, const std::string& what) {
-    const auto text = read_package_file(package_fd, "info/link.json", what);
+    std::string source = "info/link.json";
+    auto text = read_package_file(package_fd, source, what);
+    if (!text) {
+        source = "info/noarch.json";
+        text = read_package_file(package_fd, source, what);
+    }
     if (!text) return {};
     Json doc;
     try {
         doc = Json::parse(*text);
     } catch (const Json::exception& e) {
-        throw Error(ErrorCategory::invalid_input, what + ": info/link.json: " + e.what());
+        throw Error(ErrorCategory::invalid_input, what + ": " + source + ": " + e.what());
     }
     if (!doc.is_object()) return {};
-    const auto noarch = doc.find("noarch");
-    if (noarch == doc.end() || !noarch->is_object()) return {};
-    const auto list = noarch->find("entry_points");
-    if (list == noarch->end() || !list->is_array()) return {};
+    const Json* holder = &doc;
+    if (source == "info/link.json") {
+        const auto noarch = doc.find("noarch");
+        if (noarch == doc.end() || !noarch->is_object()) return {};
+        holder = &*noarch;
+    }
+    const auto list = holder->find("entry_points");
+    if (list == holder->end() || !list->is_array()) return {};
     std::vector<EntryPoint> out;
     for (const Json& item : *list) {
         if (!item.is_string()) {
             throw Error(ErrorCategory::invalid_input,
-                        what + ": info/link.json: entry point " + item.dump() + " is not a string");
+                        what + ": " + source + ": entry point " + item.dump() + " is not a string");
         }
         out.push_back(parse_entry_point(item.get<std::string>(), what));
     }

@@ -16,7 +16,8 @@ info/link.json, byte-for-byte reproducible (fixed mtimes and owners).
 Paths are written verbatim (a hostile "../x" stays "../x"). Files default to mode 0755 under bin/
 and python-scripts/, else 0644; File(content, mode) chooses. A record's "placeholder" maps a path
 to "text" or "binary" (placeholder PLACEHOLDER), or to {"mode": ..., "placeholder": ...}.
-"entry_points" (["cmd = module:func"]) go into info/link.json for noarch: python. legacy=True
+"entry_points" (["cmd = module:func"]) go into info/link.json for noarch: python ("link_json": False
+leaves that file out); "extra_info" ({path: content}) adds or replaces files under info/. legacy=True
 writes info/files + info/has_prefix instead of info/paths.json.
 
 Also a command line, for tests written in other languages:
@@ -146,7 +147,7 @@ def _info_files(record: dict, files: dict[str, File | Symlink], legacy: bool) ->
             info["info/has_prefix"] = File(_has_prefix(placeholders).encode())
     else:
         info["info/paths.json"] = File(json.dumps(_paths_json(files, placeholders), indent=2).encode())
-    if record.get("noarch"):
+    if record.get("noarch") and record.get("link_json", True):
         noarch = {"type": record["noarch"]}
         if record["noarch"] == "python":
             noarch["entry_points"] = list(record.get("entry_points", []))

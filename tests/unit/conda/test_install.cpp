@@ -665,3 +665,15 @@ TEST_CASE("install: a paths.json naming a file the package lacks stops linking, 
                                            "contain it"),
                          Error);
 }
+
+TEST_CASE("install: old noarch packages name entry points in info/noarch.json") {
+    Fixture f;
+    const PackageRecord python = f.channel.add(package("python", "3.10.2", "h0", {{"bin/python3.10", "elf"}}));
+    const PackageRecord old = f.channel.add(package(
+        "oldtool", "0.9", "py_0", {{"site-packages/oldtool.py", "def main(): pass\n"}},
+        {{"noarch", "python"},
+         {"link_json", false},
+         {"extra_info", {{"info/noarch.json", R"({"type": "python", "entry_points": ["oldtool = oldtool:main"]})"}}}}));
+    const fs::path prefix = f.install({python, old});
+    CHECK(slurp(prefix / "bin/oldtool").starts_with("#!/opt/conda/bin/python3.10\n"));
+}

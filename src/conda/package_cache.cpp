@@ -279,9 +279,9 @@ core::UniqueFd PackageCache::download(const PackageRecord& record, const std::st
             registry::HttpResponse response;
             try {
                 response = options_.http->perform(request);
-            } catch (const Error& e) {
+            } catch (Error& e) {
                 retryable = e.category() == ErrorCategory::unavailable;  // connection dropped, timeout
-                throw;
+                throw e.with_context(what);
             }
             if (response.status < 200 || response.status >= 300) {
                 const long status = response.status;
@@ -294,7 +294,7 @@ core::UniqueFd PackageCache::download(const PackageRecord& record, const std::st
             check_digest(record, sink.finish_hex(), url, what);
             core::UniqueFd fd = core::open_file(file.temp_path(), O_RDONLY);
             file.commit();
-            if (options_.log) options_.log("downloaded " + record.fn + " from " + url);
+            if (options_.log) options_.log("downloaded " + file_name_of(record) + " from " + url);
             return fd;
         } catch (const Error&) {
             if (!retryable || attempt >= max_attempts) throw;
@@ -313,14 +313,17 @@ core::UniqueFd PackageCache::fetch(const PackageRecord& record, const fs::path& 
             if (url.starts_with("file://")) {
                 // Read in place: verified, never copied into the cache.
                 const std::string path = file_url_path(url, what);
-                core::UniqueFd fd = core::open_file(path, O_RDONLY);
                 HashingSink sink(nullptr);
-                std::vector<char> buf(1 << 20);
-                for (;;) {
-                    const std::size_t n = core::read_full(fd.get(), buf.data(), buf.size(), path);
-                    if (n == 0) break;
-                    sink.write(buf.data(), n);
-                }
+                core::UniqueFd fd = core::with_context(what, [&] {
+                    core::UniqueFd file = core::open_file(path, O_RDONLY);
+                    std::vector<char> buf(1 << 20);
+                    for (;;) {
+                        const std::size_t n = core::read_full(file.get(), buf.data(), buf.size(), path);
+                        if (n == 0) break;
+                        sink.write(buf.data(), n);
+                    }
+                    return file;
+                });
                 check_digest(record, sink.finish_hex(), url, what);
                 return fd;
             }

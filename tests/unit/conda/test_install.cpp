@@ -677,3 +677,36 @@ TEST_CASE("install: old noarch packages name entry points in info/noarch.json") 
     const fs::path prefix = f.install({python, old});
     CHECK(slurp(prefix / "bin/oldtool").starts_with("#!/opt/conda/bin/python3.10\n"));
 }
+
+TEST_CASE("install: a missing file:// artifact is named with its package") {
+    Fixture f;
+    PackageRecord a = f.channel.add(package("liba", "1.0", "h0_0", {{"lib/a", "a"}}));
+    fs::remove(a.url.substr(7));
+    CHECK_THROWS_WITH_AS(f.install({a}),
+                         doctest::Contains(("package liba-1.0-h0_0: cannot open " + a.url.substr(7)).c_str()), Error);
+}
+
+TEST_CASE("install: an unreachable server is retried, then named with the package") {
+    Fixture f;
+    ocibuild::registry::HttpClient http;
+    f.options.http = &http;
+    PackageRecord a;
+    a.name = "liba";
+    a.version = "1.0";
+    a.build = "h0_0";
+    a.subdir = "linux-64";
+    a.fn = "liba-1.0-h0_0.conda";
+    a.url = "http://127.0.0.1:1/linux-64/" + a.fn;  // nothing listens on port 1
+    a.sha256 = std::string(64, 'a');
+    try {
+        f.install({a});
+        FAIL("no error");
+    } catch (const Error& e) {
+        CHECK(e.category() == ErrorCategory::unavailable);
+        CHECK(std::string(e.what()).starts_with("package liba-1.0-h0_0: "));
+        CHECK(std::string(e.what()).find(a.url) != std::string::npos);
+    }
+    int retries = 0;
+    for (const std::string& line : f.log) retries += line.find("retrying") != std::string::npos ? 1 : 0;
+    CHECK(retries == 2);
+}

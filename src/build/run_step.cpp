@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <functional>
+#include <optional>
 #include <system_error>
 
 #include "ocibuild/core/atomic_file.hpp"
@@ -16,27 +18,37 @@ using core::Error;
 using core::ErrorCategory;
 namespace fs = std::filesystem;
 
-// Scratch folders of a step: removed however the step ends. Files a step chmod'ed to 0 are made
-// removable first.
+// Removes a tree, including folders a step chmod'ed to 0 (opened up first).
+void remove_scratch(const fs::path& path) noexcept {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+    if (!ec) return;
+    for (auto it = fs::recursive_directory_iterator(path, fs::directory_options::skip_permission_denied, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        std::error_code ec2;
+        if (it->is_directory(ec2) && !it->is_symlink(ec2))
+            fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec2);
+    }
+    fs::remove_all(path, ec);
+}
+
+// Scratch folders of a step: removed however the step ends, through `as_owner` when its files
+// belong to subordinate ids (the caller could not remove them).
 class StepDir {
 public:
-    explicit StepDir(const fs::path& parent) {
+    StepDir(const fs::path& parent, layer::AsTreeOwner as_owner) : as_owner_(std::move(as_owner)) {
         fs::create_directories(parent);
         path_ = parent / ("step-" + core::unique_suffix());
         fs::create_directory(path_);
     }
     ~StepDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-        if (ec) {
-            for (auto it = fs::recursive_directory_iterator(path_, fs::directory_options::skip_permission_denied, ec);
-                 !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-                std::error_code ec2;
-                if (it->is_directory(ec2) && !it->is_symlink(ec2))
-                    fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec2);
+        if (as_owner_) {
+            try {
+                as_owner_([this] { remove_scratch(path_); });
+            } catch (...) {  // a destructor must not throw: what is left goes below, or stays
             }
-            fs::remove_all(path_, ec);
         }
+        remove_scratch(path_);
     }
     StepDir(const StepDir&) = delete;
     StepDir& operator=(const StepDir&) = delete;
@@ -44,7 +56,46 @@ public:
 
 private:
     fs::path path_;
+    layer::AsTreeOwner as_owner_;
 };
+
+// A LayerBlob made in a user namespace, on its way back to the build.
+std::string encode_blob(const layer::LayerBlob& blob) {
+    return blob.descriptor.media_type + '\n' + blob.descriptor.digest.str() + '\n' +
+           std::to_string(blob.descriptor.size) + '\n' + blob.diff_id.str() + '\n' +
+           std::to_string(blob.uncompressed_size) + '\n';
+}
+
+layer::LayerBlob decode_blob(const std::string& text) {
+    std::vector<std::string> lines;
+    for (std::size_t at = 0; at < text.size();) {
+        auto eol = text.find('\n', at);
+        if (eol == std::string::npos) break;
+        lines.push_back(text.substr(at, eol - at));
+        at = eol + 1;
+    }
+    if (lines.size() != 5) throw Error(ErrorCategory::internal, "malformed layer description from the user namespace");
+    layer::LayerBlob blob;
+    blob.descriptor.media_type = lines[0];
+    blob.descriptor.digest = core::Digest::must_parse(lines[1]);
+    blob.descriptor.size = std::stoll(lines[2]);
+    blob.diff_id = core::Digest::must_parse(lines[3]);
+    blob.uncompressed_size = std::stoull(lines[4]);
+    return blob;
+}
+
+// The folder of extracted layers. Real owners are host ids under one particular map: another map
+// (a changed /etc/subuid) needs other trees, and xattr-owned trees must never be taken for them.
+fs::path extraction_root(const fs::path& work, const sandbox::IdMaps& ids, bool real_owners) {
+    if (!real_owners) return work / "layers";
+    std::string map_text;
+    for (const auto* maps : {&ids.uids, &ids.gids}) {
+        for (const auto& m : *maps)
+            map_text += std::to_string(m.inside) + ' ' + std::to_string(m.outside) + ' ' + std::to_string(m.count) + '\n';
+        map_text += '\n';
+    }
+    return work / ("layers-idmapped-" + std::string(core::Digest::of(map_text).hex().substr(0, 16)));
+}
 
 std::string describe_command(const recipe::RunStep& step) {
     if (!step.command.empty()) return step.command;
@@ -65,14 +116,26 @@ RunContext::RunContext(const store::Store& store, const BuildOptions& options)
     if (work_.empty()) throw Error(ErrorCategory::internal, "run steps need a work directory");
     fs::create_directories(work_ / "tmp");
     overlay_ = sandbox::overlay_available(work_ / "tmp");
+    const bool root = ::geteuid() == 0;
+    // Rootless with subordinate ids, trees are written and read as root of a user namespace with
+    // the sandbox's map: files get their real owners (host: subordinate ids), and every file the
+    // step wrote can be read, whatever its mode. Without them, owners live in an xattr.
+    real_owners_ = !root && ids_.full();
+    if (real_owners_) {
+        as_owner_ = [this](const std::function<void()>& work) {
+            (void)sandbox::run_in_user_namespace(ids_, [&work] {
+                work();
+                return std::string();
+            });
+        };
+    }
     layer::ApplyOptions apply;
-    bool root = ::geteuid() == 0;
-    apply.ownership = root ? layer::Ownership::preserve : layer::Ownership::rootless_xattr;
-    apply.create_devices = root;
+    apply.ownership = root || real_owners_ ? layer::Ownership::preserve : layer::Ownership::rootless_xattr;
+    apply.create_devices = root;  // device nodes need the host's root, not a namespace's
     // Lowerdirs must carry the opaque markers the sandbox's overlay mount reads.
     apply.user_xattr_overlay = sandbox::uses_user_namespace(ids_);
     apply.warn = options.log;
-    cache_ = std::make_unique<layer::ExtractionCache>(work_ / "layers", apply);
+    cache_ = std::make_unique<layer::ExtractionCache>(extraction_root(work_, ids_, real_owners_), apply, as_owner_);
 }
 
 std::vector<fs::path> RunContext::lowerdirs(const oci::ImageManifest& manifest, const oci::ImageConfig& config) {
@@ -91,7 +154,7 @@ std::vector<fs::path> RunContext::lowerdirs(const oci::ImageManifest& manifest, 
 
 layer::LayerBlob RunContext::run(const recipe::RunStep& step, const oci::ImageManifest& manifest,
                                  const oci::ImageConfig& config, std::string_view label) {
-    StepDir dir(work_ / "tmp");
+    StepDir dir(work_ / "tmp", as_owner_);
     sandbox::RunSpec spec;
     spec.argv = step.argv;
     oci::ContainerConfig with_step_env = config.config;
@@ -109,12 +172,24 @@ layer::LayerBlob RunContext::run(const recipe::RunStep& step, const oci::ImageMa
     }
     for (const auto& b : step.binds) spec.binds.push_back(sandbox::BindMount{b.source, b.to, true});
 
-    std::vector<layer::TarEntry> entries;
     auto lowers = lowerdirs(manifest, config);
-    // Owners as the image sees them: the sandbox's ids, not the host's subordinate ones.
-    layer::OwnerMap owners = [this](std::uint32_t uid, std::uint32_t gid) {
-        return std::pair{ids_.to_sandbox_uid(uid).value_or(65534), ids_.to_sandbox_gid(gid).value_or(65534)};
+    // Owners as the image sees them. In a user namespace with the sandbox's map, stat already
+    // gives the sandbox's ids; otherwise host ids are mapped back (the caller is root there).
+    layer::OwnerMap owners;
+    if (!real_owners_) {
+        owners = [this](std::uint32_t uid, std::uint32_t gid) {
+            return std::pair{ids_.to_sandbox_uid(uid).value_or(65534), ids_.to_sandbox_gid(gid).value_or(65534)};
+        };
+    }
+    // The step's changes → a layer in the store, as the owner of its files.
+    auto make_layer = [&](const std::function<std::vector<layer::TarEntry>()>& diff) {
+        if (!real_owners_) return layer::write_layer(store_, diff(), options_.epoch, options_.compression);
+        // Blobs written there belong to the caller: root in the namespace is the caller.
+        return decode_blob(sandbox::run_in_user_namespace(ids_, [&] {
+            return encode_blob(layer::write_layer(store_, diff(), options_.epoch, options_.compression));
+        }));
     };
+    std::optional<layer::LayerBlob> blob;
     sandbox::RunResult result;
     if (overlay_ && !lowers.empty()) {
         spec.lowerdirs = lowers;
@@ -123,7 +198,8 @@ layer::LayerBlob RunContext::run(const recipe::RunStep& step, const oci::ImageMa
         fs::create_directory(spec.upperdir);
         fs::create_directory(spec.workdir);
         result = sandbox::run(spec, ids_, options_.cancel);
-        if (result.exit_code == 0) entries = layer::diff_overlay_upper(spec.upperdir, owners);
+        if (result.exit_code == 0)
+            blob = make_layer([&] { return layer::diff_overlay_upper(spec.upperdir, owners); });
     } else {
         // No overlay (or nothing below): a private copy of the tree, then a diff of two trees.
         auto before = dir.path() / "before";
@@ -132,16 +208,24 @@ layer::LayerBlob RunContext::run(const recipe::RunStep& step, const oci::ImageMa
         fs::create_directory(spec.rootfs);
         layer::ApplyOptions apply;
         apply.mode = layer::ApplyMode::merge;
-        apply.ownership = ::geteuid() == 0 ? layer::Ownership::preserve : layer::Ownership::rootless_xattr;
+        apply.ownership = ::geteuid() == 0 || real_owners_ ? layer::Ownership::preserve : layer::Ownership::rootless_xattr;
         apply.create_devices = ::geteuid() == 0;
-        for (const auto& tree : {before, spec.rootfs}) {
-            for (const auto& l : manifest.layers) {
-                auto fd = store_.open_blob(l.digest);
-                (void)layer::apply_layer(fd.get(), tree, apply, "layer " + l.digest.str());
+        auto copy_trees = [&] {
+            for (const auto& tree : {before, spec.rootfs}) {
+                for (const auto& l : manifest.layers) {
+                    auto fd = store_.open_blob(l.digest);
+                    (void)layer::apply_layer(fd.get(), tree, apply, "layer " + l.digest.str());
+                }
             }
+        };
+        if (as_owner_) {
+            as_owner_(copy_trees);
+        } else {
+            copy_trees();
         }
         result = sandbox::run(spec, ids_, options_.cancel);
-        if (result.exit_code == 0) entries = layer::diff_trees(before, spec.rootfs, owners);
+        if (result.exit_code == 0)
+            blob = make_layer([&] { return layer::diff_trees(before, spec.rootfs, owners); });
     }
 
     if (result.exit_code != 0) {
@@ -152,7 +236,7 @@ layer::LayerBlob RunContext::run(const recipe::RunStep& step, const oci::ImageMa
         throw Error(ErrorCategory::invalid_input,
                     std::string(label) + ": run \"" + describe_command(step) + "\" " + how);
     }
-    return layer::write_layer(store_, std::move(entries), options_.epoch, options_.compression);
+    return *blob;
 }
 
 }  // namespace ocibuild::build::detail

@@ -29,6 +29,10 @@ private:
     std::filesystem::path work_;
     sandbox::IdMaps ids_;
     bool overlay_;
+    /// Rootless with subordinate ids: trees hold real owners and are handled through as_owner_
+    /// (root of a user namespace with ids_); empty otherwise.
+    bool real_owners_ = false;
+    layer::AsTreeOwner as_owner_;
     std::unique_ptr<layer::ExtractionCache> cache_;
 };
 

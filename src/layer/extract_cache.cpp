@@ -103,7 +103,7 @@ std::string temp_owner(const std::string& name) {
 
 /// Removes leftovers of dead extractions: temporary folders older than `stale_after` whose lock
 /// nobody holds (a live extraction holds it, however long it takes).
-void sweep(const fs::path& root) {
+void sweep(const fs::path& root, const AsTreeOwner& as_owner) {
     const auto now = fs::file_time_type::clock::now();
     std::vector<detail::Child> children;
     try {
@@ -120,7 +120,12 @@ void sweep(const fs::path& root) {
         if (ec || now - mtime < stale_after) continue;
         try {
             const FileLock lock(root / (hex + ".lock"), /*try_only=*/true);
-            if (lock.held()) remove_tree(path);
+            if (!lock.held()) continue;
+            if (as_owner) {
+                as_owner([&] { remove_tree(path); });
+            } else {
+                remove_tree(path);
+            }
         } catch (const core::Error&) {  // e.g. a read-only cache: leave it
         }
     }
@@ -128,13 +133,13 @@ void sweep(const fs::path& root) {
 
 }  // namespace
 
-ExtractionCache::ExtractionCache(std::filesystem::path root, ApplyOptions options)
-    : root_(std::move(root)), options_(std::move(options)) {
+ExtractionCache::ExtractionCache(std::filesystem::path root, ApplyOptions options, AsTreeOwner as_owner)
+    : root_(std::move(root)), options_(std::move(options)), as_owner_(std::move(as_owner)) {
     options_.mode = ApplyMode::overlay;
     std::error_code ec;
     fs::create_directories(root_, ec);
     if (ec) throw core::Error(core::ErrorCategory::internal, "cannot create " + root_.string() + ": " + ec.message());
-    sweep(root_);
+    sweep(root_, as_owner_);
 }
 
 fs::path ExtractionCache::get(const store::Store& store, const oci::Descriptor& layer, const core::Digest& diff_id) {
@@ -151,31 +156,39 @@ fs::path ExtractionCache::get(const store::Store& store, const oci::Descriptor& 
     if (is_dir(final_dir)) return final_dir;  // extracted while we waited
 
     const fs::path temp = root_ / (std::string(temp_prefix) + hex + "-" + core::unique_suffix());
-    if (::mkdir(temp.c_str(), 0755) != 0) core::throw_errno("cannot create " + temp.string());
-    try {
-        // The lowerdir's root mode shows as the container's "/" when no layer sets "./".
-        if (::chmod(temp.c_str(), 0755) != 0) core::throw_errno("cannot chmod " + temp.string());
-        const std::string what = "layer " + layer.digest.str();
-        const core::UniqueFd blob = store.open_blob(layer.digest);
-        const ApplyStats stats = apply_layer(blob.get(), temp, options_, what);
-        if (stats.diff_id != diff_id) {
-            throw core::Error(core::ErrorCategory::integrity, what + " decompresses to " + stats.diff_id.str() +
-                                                                  " but the config says " + diff_id.str());
-        }
-        if (::rename(temp.c_str(), final_dir.c_str()) != 0) {
-            // Someone finished the same layer without our lock (its lock file was deleted under
-            // us): the trees are identical, keep theirs.
-            if ((errno == ENOTEMPTY || errno == EEXIST) && is_dir(final_dir)) {
-                remove_tree(temp);
-                return final_dir;
+    auto extract = [&] {
+        if (::mkdir(temp.c_str(), 0755) != 0) core::throw_errno("cannot create " + temp.string());
+        try {
+            // The lowerdir's root mode shows as the container's "/" when no layer sets "./".
+            if (::chmod(temp.c_str(), 0755) != 0) core::throw_errno("cannot chmod " + temp.string());
+            const std::string what = "layer " + layer.digest.str();
+            const core::UniqueFd blob = store.open_blob(layer.digest);
+            const ApplyStats stats = apply_layer(blob.get(), temp, options_, what);
+            if (stats.diff_id != diff_id) {
+                throw core::Error(core::ErrorCategory::integrity, what + " decompresses to " + stats.diff_id.str() +
+                                                                      " but the config says " + diff_id.str());
             }
-            core::throw_errno("cannot rename " + temp.string() + " to " + final_dir.string());
+            if (::rename(temp.c_str(), final_dir.c_str()) != 0) {
+                // Someone finished the same layer without our lock (its lock file was deleted under
+                // us): the trees are identical, keep theirs.
+                if ((errno == ENOTEMPTY || errno == EEXIST) && is_dir(final_dir)) {
+                    remove_tree(temp);
+                    return;
+                }
+                core::throw_errno("cannot rename " + temp.string() + " to " + final_dir.string());
+            }
+        } catch (...) {
+            remove_tree(temp);
+            throw;
         }
-        core::fsync_dir(root_);
-    } catch (...) {
-        remove_tree(temp);
-        throw;
+    };
+    if (as_owner_) {
+        // remove_tree above runs there too: the unfinished tree belongs to the owner's ids.
+        as_owner_(extract);
+    } else {
+        extract();
     }
+    core::fsync_dir(root_);
     return final_dir;
 }
 

@@ -16,15 +16,35 @@ import pytest
 
 from conftest import ocibuild_path, read_blob, read_layout_manifest, run, write_recipe
 
-USER = "ocibuild-run"
+USER = "ocibuild-run"  # has subordinate ids in /etc/subuid and /etc/subgid
+NOSUB_USER = "ocibuild-nosub"  # has none: owners travel in user.rootlesscontainers
 
 
-def ensure_user():
+def ensure_user(name=USER):
     try:
-        return pwd.getpwnam(USER)
+        pw = pwd.getpwnam(name)
     except KeyError:
-        run(["useradd", "-m", "-s", "/bin/sh", USER])
-        return pwd.getpwnam(USER)
+        # useradd grants subordinate ids by default (login.defs SUB_UID_COUNT): not to NOSUB_USER.
+        no_subids = ["-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0"] if name == NOSUB_USER else []
+        run(["useradd", "-m", "-s", "/bin/sh", *no_subids, name])
+        pw = pwd.getpwnam(name)
+    if name == NOSUB_USER:
+        for path, flag in (("/etc/subuid", "--del-subuids"), ("/etc/subgid", "--del-subgids")):
+            for line in Path(path).read_text().splitlines():
+                fields = line.split(":")
+                if len(fields) == 3 and fields[0] == name:
+                    start, count = int(fields[1]), int(fields[2])
+                    run(["usermod", flag, f"{start}-{start + count - 1}", name])
+    return pw
+
+
+def subid_start(name: str, path: str) -> int:
+    """The first subordinate id of `name` (the sandbox maps it to 1); -1 when it has none."""
+    for line in Path(path).read_text().splitlines():
+        fields = line.split(":")
+        if len(fields) == 3 and fields[0] == name:
+            return int(fields[1])
+    return -1
 
 
 class Runner:
@@ -32,6 +52,7 @@ class Runner:
 
     def __init__(self, who: str, busybox_layout: Path):
         self.who = who
+        self.user = {"user": USER, "nosubid": NOSUB_USER}.get(who)
         # pytest's own folders are private to root: the runner gets a folder anyone can traverse.
         self.root = Path(tempfile.mkdtemp(prefix="ocibuild-run-", dir="/tmp"))
         os.chmod(self.root, 0o755)
@@ -47,8 +68,12 @@ class Runner:
             for name in filenames:
                 os.chmod(os.path.join(dirpath, name), 0o644)
         self.binary = ocibuild_path()
-        if who == "user":
-            ensure_user()
+        if self.user:
+            ensure_user(self.user)
+            if who == "user":
+                assert subid_start(USER, "/etc/subuid") >= 0 and subid_start(USER, "/etc/subgid") >= 0
+            else:
+                assert subid_start(NOSUB_USER, "/etc/subuid") < 0
             self.give(self.home)
             # The build tree may sit in a folder only root can enter (CI clones into one).
             copy = self.root / "ocibuild"
@@ -62,8 +87,8 @@ class Runner:
     def command(self, args):
         env = ["env", f"HOME={self.home}", f"OCIBUILD_STORE={self.store}", "SOURCE_DATE_EPOCH=0"]
         cmd = env + [self.binary, *map(str, args)]
-        if self.who == "user":
-            cmd = ["runuser", "-u", USER, "--"] + cmd
+        if self.user:
+            cmd = ["runuser", "-u", self.user, "--"] + cmd
         return cmd
 
     def __call__(self, *args, check=True, timeout=600):
@@ -74,15 +99,15 @@ class Runner:
 
     def give(self, path: Path):
         """Makes a folder the test wrote readable and writable by the runner."""
-        if self.who == "user":
-            u = pwd.getpwnam(USER)
+        if self.user:
+            u = pwd.getpwnam(self.user)
             for dirpath, dirnames, filenames in os.walk(path):
                 os.chown(dirpath, u.pw_uid, u.pw_gid)
                 for name in filenames:
                     os.chown(os.path.join(dirpath, name), u.pw_uid, u.pw_gid)
 
 
-@pytest.fixture(params=["root", "user"])
+@pytest.fixture(params=["root", "user", "nosubid"])
 def runner(request, busybox_layout):
     r = Runner(request.param, busybox_layout)
     yield r
@@ -136,6 +161,8 @@ run = ["/bin/sh", "-c", "rm -rf /app/data && mkdir /app/data && echo fresh > /ap
 
 
 def test_chown_reaches_the_layer(runner, tmp_path, busybox_layout):
+    if runner.who == "nosubid":
+        pytest.skip("chown to another id needs subordinate ids (see the nosubid tests below)")
     recipe = write_recipe(runner.ctx, base_recipe(runner, """
 [[step]]
 run = "mkdir /owned && echo x > /owned/f && chown -R 1000:1000 /owned"
@@ -263,6 +290,8 @@ def test_sigkill_leaves_no_process_or_mount(runner, tmp_path, busybox_layout):
 def test_owner_of_a_lower_file_survives_a_later_change(runner, tmp_path):
     """A file chowned in one step and modified in the next keeps its owner (rootless: the owner
     travels in user.rootlesscontainers through the extraction cache and the copy-up)."""
+    if runner.who == "nosubid":
+        pytest.skip("chown to another id needs subordinate ids (see the nosubid tests below)")
     recipe = write_recipe(runner.ctx, base_recipe(runner, """
 [[step]]
 run = "mkdir /owned && echo one > /owned/f && chown -R 1000:1000 /owned"
@@ -292,3 +321,143 @@ def test_identical_layers_in_a_row(runner, tmp_path):
     assert len({l["digest"] for l in manifest["layers"][-6:-1]}) == 1
     rootfs = unpack(out, "1", tmp_path / "bundle")
     assert (rootfs / "done").read_text() == "done\n"
+
+
+# --- ownership with and without subordinate ids ------------------------------------------------
+
+
+@pytest.fixture
+def subid_runner(busybox_layout):
+    r = Runner("user", busybox_layout)
+    yield r
+    r.cleanup()
+
+
+def host_uid(inside: int) -> int:
+    """The host uid of a container uid for USER: 0 is USER itself, 1.. its subordinate range."""
+    return subid_start(USER, "/etc/subuid") + inside - 1
+
+
+def host_gid(inside: int) -> int:
+    return subid_start(USER, "/etc/subgid") + inside - 1
+
+
+def layer_members(layout: Path, digest: str):
+    import gzip
+    import io
+    import tarfile
+    data = read_blob(layout, digest)
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    tar = tarfile.open(fileobj=io.BytesIO(data))
+    return {m.name: (m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()}
+
+
+def build_owned_base(r: Runner, where: Path):
+    """An image (layout `where`, tag 1) whose top layer has /owned/f owned by 1000:1001, built by `r`."""
+    recipe = write_recipe(r.ctx, base_recipe(r, """
+[[step]]
+run = "mkdir /owned && echo x > /owned/f && chown -R 1000:1001 /owned"
+"""), "base.toml")
+    r.give(r.ctx)
+    r(recipe, "-o", f"oci:{where}:1")
+
+
+def test_subids_base_layer_owners_are_real_inside_the_step_and_on_the_host(subid_runner, tmp_path):
+    r = subid_runner
+    base = r.home / "base2"
+    build_owned_base(r, base)
+    recipe = write_recipe(r.ctx, f'''[base]
+ref = "oci:{base}:1"
+
+[[step]]
+run = "stat -c %u:%g /owned/f > /seen && stat -c %u:%g / >> /seen"
+''')
+    r.give(r.ctx)
+    out = r.home / "out"
+    r(recipe, "-o", f"oci:{out}:1")
+    rootfs = unpack(out, "1", tmp_path / "bundle")
+    assert (rootfs / "seen").read_text() == "1000:1001\n0:0\n"
+
+    # The extracted layer on the host belongs to the subordinate ids (the sandbox's 1000), with no
+    # owner xattr; nothing was extracted the xattr way.
+    work = r.home / "store-work"
+    owned = list(work.glob("layers-idmapped-*/*/owned/f"))
+    assert len(owned) == 1, owned
+    st = os.lstat(owned[0])
+    assert (st.st_uid, st.st_gid) == (host_uid(1000), host_gid(1001))
+    assert "user.rootlesscontainers" not in os.listxattr(owned[0], follow_symlinks=False)
+    st = os.lstat(owned[0].parent.parent)  # the layer's root: container root is the user
+    assert st.st_uid == pwd.getpwnam(USER).pw_uid
+    assert not (work / "layers").exists() or not any((work / "layers").iterdir())
+    # Every step's scratch folder is gone, subordinate-owned files included.
+    assert list((work / "tmp").glob("step-*")) == []
+
+
+def test_subids_unreadable_file_of_a_step_reaches_the_layer(subid_runner, tmp_path):
+    r = subid_runner
+    recipe = write_recipe(r.ctx, base_recipe(r, """
+[[step]]
+run = "mkdir -m 700 /private && echo secret > /private/key && chmod 600 /private/key && chown -R 1000:1000 /private"
+"""))
+    r.give(r.ctx)
+    out = r.home / "out"
+    r(recipe, "-o", f"oci:{out}:1")
+    _, manifest = read_layout_manifest(out, "1")
+    members = layer_members(out, manifest["layers"][-1]["digest"])
+    key, content = members["private/key"]
+    assert (key.uid, key.gid, key.mode) == (1000, 1000, 0o600)
+    assert content == b"secret\n"
+    folder, _ = members["private"]
+    assert (folder.uid, folder.gid, folder.mode) == (1000, 1000, 0o700)
+    # The blob in the store belongs to the user who built it.
+    store_blob = r.store / "blobs" / "sha256" / manifest["layers"][-1]["digest"].split(":")[1]
+    assert os.stat(store_blob).st_uid == pwd.getpwnam(USER).pw_uid
+    assert list((r.home / "store-work" / "tmp").glob("step-*")) == []
+    # And the next build on top of it sees the owner and reads the file as that user.
+    recipe2 = write_recipe(r.ctx, f'''[base]
+ref = "oci:{out}:1"
+
+[[step]]
+run = "stat -c %u:%a /private/key > /private/seen && cat /private/key >> /private/seen"
+user = "1000:1000"
+''', "next.toml")
+    r.give(r.ctx)
+    r(recipe2, "-o", f"oci:{out}:2")
+    rootfs = unpack(out, "2", tmp_path / "bundle")
+    assert (rootfs / "private/seen").read_text() == "1000:600\nsecret\n"
+
+
+def test_without_subids_owners_travel_in_the_xattr(busybox_layout, tmp_path):
+    """No subordinate ids: only root exists in the sandbox, so a base file owned by 1000 shows as
+    nobody's... but keeps its owner in the layer a later step writes."""
+    root_runner = Runner("root", busybox_layout)
+    nosub = Runner("nosubid", busybox_layout)
+    try:
+        base = root_runner.root / "owned-base"
+        build_owned_base(root_runner, base)
+        subprocess.run(["chmod", "-R", "a+rX", str(base)], check=True)
+        recipe = write_recipe(nosub.ctx, f'''[base]
+ref = "oci:{base}:1"
+
+[[step]]
+run = "echo more >> /owned/f && stat -c %u /owned/f > /seen"
+''')
+        nosub.give(nosub.ctx)
+        out = nosub.home / "out"
+        nosub(recipe, "-o", f"oci:{out}:1")
+        _, manifest = read_layout_manifest(out, "1")
+        members = layer_members(out, manifest["layers"][-1]["digest"])
+        f, content = members["owned/f"]
+        assert (f.uid, f.gid) == (1000, 1001)
+        assert content == b"x\nmore\n"
+        # Inside the sandbox the file is the caller's, i.e. root's: its owner lives in the xattr.
+        assert members["seen"][1] == b"0\n"
+        work = nosub.home / "store-work"
+        assert not list(work.glob("layers-idmapped-*"))
+        trees = list(work.glob("layers/*/owned/f"))
+        assert len(trees) == 1
+        assert "user.rootlesscontainers" in os.listxattr(trees[0], follow_symlinks=False)
+    finally:
+        root_runner.cleanup()
+        nosub.cleanup()

@@ -26,6 +26,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,6 +60,21 @@ struct IdMaps {
 /// otherwise the single mapping 0 → the caller. Never fails: unreadable files grant nothing.
 [[nodiscard]] IdMaps detect_id_maps(const std::filesystem::path& subuid_file = "/etc/subuid",
                                     const std::filesystem::path& subgid_file = "/etc/subgid");
+
+/// Runs `fn` as root of a new user namespace with `ids` (written as run() writes them: newuidmap
+/// and newgidmap for subordinate ids) in a forked child, and returns what `fn` returned. This is
+/// how trees owned by subordinate ids are written, read and removed: root there may chown to
+/// every mapped id and reads and removes every file whose owner is mapped, while files it creates
+/// belong to the caller on the host (0 maps to the caller). With the identity map (root) there is
+/// no namespace and `fn` runs in this process.
+/// Throws core::Error: what `fn` threw (category and rendered message, carried back over a
+/// socket; other exceptions as internal), unsupported when user namespaces are disabled,
+/// unauthorized when newuidmap refuses the map, internal when the child dies without a word.
+/// `fn` runs in a child forked from a possibly multi-threaded process: it must not wait for
+/// anything another thread of this process would provide (locks held at fork time, queues); it
+/// may allocate, throw and start threads of its own. Its changes to this process's memory are
+/// lost: pass results back in the returned string.
+[[nodiscard]] std::string run_in_user_namespace(const IdMaps& ids, const std::function<std::string()>& fn);
 
 /// A build-time mount (cache folder, recipe file). Never part of the layer: neither what is
 /// written through it nor the mount point, which is made in a stub layer (or removed afterwards).

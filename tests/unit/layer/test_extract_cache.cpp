@@ -202,3 +202,37 @@ TEST_CASE("ExtractionCache sweeps stale temporary folders of dead extractions") 
     CHECK(names.count(held.filename().string()) == 1);
     CHECK(names.count(hex_a) == 1);
 }
+
+TEST_CASE("ExtractionCache extracts, and removes unfinished and stale trees, through the owner hook") {
+    core::TempDir tmp;
+    const auto store = store::Store::open(tmp.path() / "store");
+    const layer::LayerBlob blob = sample_layer(store);
+    const fs::path root = tmp.path() / "cache";
+    fs::create_directories(root);
+    const fs::path stale = root / (".tmp-" + std::string(64, 'a') + "-123-00000000deadbeef");
+    fs::create_directories(stale / "x");
+    age(stale, std::chrono::hours(2));
+
+    // The build's hook runs the work in a user namespace; this one runs it here and counts.
+    int calls = 0;
+    layer::AsTreeOwner as_owner = [&](const std::function<void()>& work) {
+        ++calls;
+        work();
+    };
+    layer::ExtractionCache cache(root, apply_options(), as_owner);
+    CHECK(calls == 1);  // the sweep of the stale tree
+    CHECK_FALSE(fs::exists(stale));
+
+    const fs::path want = root / std::string(blob.diff_id.hex());
+    CHECK(cache.get(store, blob.descriptor, blob.diff_id) == want);
+    CHECK(calls == 2);
+    CHECK(slurp(want / "etc/motd") == "hello\n");
+    CHECK(cache.get(store, blob.descriptor, blob.diff_id) == want);
+    CHECK(calls == 2);  // reused: no work
+
+    // A failure inside the hook leaves no temporary tree, and its error reaches the caller.
+    const core::Digest wrong = core::Digest::of("not this layer");
+    CHECK_THROWS_AS((void)cache.get(store, blob.descriptor, wrong), core::Error);
+    CHECK(calls == 3);
+    for (const auto& name : names_in(root)) CHECK(name.rfind(".tmp-", 0) != 0);
+}

@@ -81,16 +81,6 @@ std::optional<std::string> host_glibc() {
     return version.substr(0, second);
 }
 
-/// CONDA_OVERRIDE_* as set in the environment; set-but-empty counts (it removes the package).
-std::map<std::string, std::string> conda_overrides_from_env() {
-    std::map<std::string, std::string> out;
-    for (const char* key : {"ARCHSPEC", "CUDA", "CUDA_ARCH", "GLIBC", "LINUX"}) {
-        const std::string name = std::string("CONDA_OVERRIDE_") + key;
-        if (const char* value = std::getenv(name.c_str()); value != nullptr) out[key] = value;
-    }
-    return out;
-}
-
 conda::VirtualPackageSet solve_virtual_packages(const SolveArgs& args, const std::string& subdir) {
     conda::TargetFacts facts{subdir, {}, host_glibc()};
     std::map<std::string, std::string> flags;
@@ -103,7 +93,7 @@ conda::VirtualPackageSet solve_virtual_packages(const SolveArgs& args, const std
     }
     conda::VirtualPackageSet set;
     try {
-        set = conda::virtual_packages(facts, flags, conda_overrides_from_env());
+        set = conda::virtual_packages(facts, flags, conda_override_env());
     } catch (const core::Error& e) {
         throw UsageError(e.what());
     }

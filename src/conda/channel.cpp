@@ -118,6 +118,30 @@ std::string Channel::subdir_url(std::string_view subdir) const {
     return out;
 }
 
+std::filesystem::path file_url_to_path(std::string_view url, std::string_view what) {
+    std::string_view rest = url.substr(std::min(url.size(), std::string_view("file://").size()));
+    if (rest.starts_with("localhost/")) rest.remove_prefix(std::string_view("localhost").size());
+    if (!url.starts_with("file://") || !rest.starts_with("/"))
+        throw core::Error(core::ErrorCategory::unsupported,
+                          std::string(what) + ": " + std::string(url) + ": only local file:// URLs are supported");
+    auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    std::string out;
+    for (std::size_t i = 0; i < rest.size(); ++i) {
+        if (rest[i] == '%' && i + 2 < rest.size() && hex(rest[i + 1]) >= 0 && hex(rest[i + 2]) >= 0) {
+            out += static_cast<char>(hex(rest[i + 1]) * 16 + hex(rest[i + 2]));
+            i += 2;
+        } else {
+            out += rest[i];
+        }
+    }
+    return out;
+}
+
 std::vector<std::string> mirror_urls(std::string_view url, const ChannelConfig& config) {
     struct Match {
         std::string_view prefix;

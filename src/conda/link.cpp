@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -34,12 +36,29 @@ constexpr std::size_t io_chunk = 1 << 20;
 // ------------------------------------------------------------------------------------------------
 // Prefix replacement
 
-/// Emits `data` with every `from` replaced by `to`; returns the number of replacements.
-std::size_t replace_all(std::string_view data, std::string_view from, std::string_view to, const Emit& emit) {
+/// Finds one (long: placeholders are up to 255 bytes) needle in large haystacks; Horspool skips
+/// most of a binary where string_view::find stops at every occurrence of the first byte.
+class Finder {
+public:
+    explicit Finder(std::string_view needle) : needle_(needle), searcher_(needle.begin(), needle.end()) {}
+    [[nodiscard]] std::size_t find(std::string_view data, std::size_t pos) const {
+        if (pos > data.size()) return std::string_view::npos;
+        const auto it = std::search(data.begin() + static_cast<std::ptrdiff_t>(pos), data.end(), searcher_);
+        return it == data.end() ? std::string_view::npos : static_cast<std::size_t>(it - data.begin());
+    }
+    [[nodiscard]] std::size_t size() const noexcept { return needle_.size(); }
+
+private:
+    std::string_view needle_;
+    std::boyer_moore_horspool_searcher<std::string_view::const_iterator> searcher_;
+};
+
+/// Emits `data` with every occurrence of the needle replaced by `to`; returns how many.
+std::size_t replace_all(std::string_view data, const Finder& from, std::string_view to, const Emit& emit) {
     std::size_t count = 0;
     std::size_t pos = 0;
     for (;;) {
-        const std::size_t hit = data.find(from, pos);
+        const std::size_t hit = from.find(data, pos);
         if (hit == std::string_view::npos) break;
         emit(data.substr(pos, hit - pos));
         emit(to);
@@ -680,16 +699,17 @@ void replace_text(std::string_view data, std::string_view placeholder, std::stri
         emit(data);
         return;
     }
+    const Finder finder(placeholder);
     if (!data.starts_with("#!")) {
-        (void)replace_all(data, placeholder, prefix, emit);
+        (void)replace_all(data, finder, prefix, emit);
         return;
     }
     const std::size_t line_end = std::min(data.find('\n'), data.size());
     std::string line;
-    (void)replace_all(data.substr(0, line_end), placeholder, prefix, [&](std::string_view p) { line.append(p); });
+    (void)replace_all(data.substr(0, line_end), finder, prefix, [&](std::string_view p) { line.append(p); });
     const auto rewritten = rewrite_shebang(line, prefix);
     emit(rewritten ? *rewritten : line);
-    (void)replace_all(data.substr(line_end), placeholder, prefix, emit);
+    (void)replace_all(data.substr(line_end), finder, prefix, emit);
 }
 
 bool replace_binary(std::string_view data, std::string_view placeholder, std::string_view prefix, const Emit& emit) {
@@ -697,20 +717,21 @@ bool replace_binary(std::string_view data, std::string_view placeholder, std::st
         emit(data);
         return true;
     }
+    const Finder finder(placeholder);
     if (prefix.size() > placeholder.size()) {
-        const std::size_t hit = data.find(placeholder);
+        const std::size_t hit = finder.find(data, 0);
         if (hit != std::string_view::npos && data.find('\0', hit + placeholder.size()) != std::string_view::npos)
             return false;
     }
     // conda's binary_replace: placeholder, then up to the next NUL, is one C string.
     std::size_t pos = 0;
     for (;;) {
-        const std::size_t hit = data.find(placeholder, pos);
+        const std::size_t hit = finder.find(data, pos);
         if (hit == std::string_view::npos) break;
         const std::size_t nul = data.find('\0', hit + placeholder.size());
         if (nul == std::string_view::npos) break;  // not a C string: left alone, as conda does
         emit(data.substr(pos, hit - pos));
-        const std::size_t count = replace_all(data.substr(hit, nul - hit), placeholder, prefix, emit);
+        const std::size_t count = replace_all(data.substr(hit, nul - hit), finder, prefix, emit);
         emit(std::string(1 + count * (placeholder.size() - prefix.size()), '\0'));
         pos = nul + 1;
     }

@@ -179,33 +179,6 @@ void check_digest(const PackageRecord& record, const std::pair<std::string, std:
                 what + " (" + url + "): " + algo + " mismatch: expected " + expected + ", got " + actual);
 }
 
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/// "file:///a/b%20c" → "/a/b c" (also file://localhost/…).
-std::string file_url_path(std::string_view url, const std::string& what) {
-    std::string_view rest = url.substr(std::string_view("file://").size());
-    if (rest.starts_with("localhost/")) rest.remove_prefix(std::string_view("localhost").size());
-    if (!rest.starts_with("/")) {
-        throw Error(ErrorCategory::unsupported,
-                    what + ": " + std::string(url) + ": only local file:// URLs are supported");
-    }
-    std::string out;
-    for (std::size_t i = 0; i < rest.size(); ++i) {
-        if (rest[i] == '%' && i + 2 < rest.size() && hex_value(rest[i + 1]) >= 0 && hex_value(rest[i + 2]) >= 0) {
-            out += static_cast<char>(hex_value(rest[i + 1]) * 16 + hex_value(rest[i + 2]));
-            i += 2;
-        } else {
-            out += rest[i];
-        }
-    }
-    return out;
-}
-
 std::string file_name_of(const PackageRecord& record) {
     if (!record.fn.empty()) return record.fn;
     const std::size_t slash = record.url.rfind('/');
@@ -312,7 +285,7 @@ core::UniqueFd PackageCache::fetch(const PackageRecord& record, const fs::path& 
         try {
             if (url.starts_with("file://")) {
                 // Read in place: verified, never copied into the cache.
-                const std::string path = file_url_path(url, what);
+                const std::string path = file_url_to_path(url, what).string();
                 HashingSink sink(nullptr);
                 core::UniqueFd fd = core::with_context(what, [&] {
                     core::UniqueFd file = core::open_file(path, O_RDONLY);

@@ -56,26 +56,6 @@ std::string redact(std::string_view url) {
     return out;
 }
 
-std::string percent_decode(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    auto hex = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
-    };
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
-            out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
-            i += 2;
-        } else {
-            out += s[i];
-        }
-    }
-    return out;
-}
-
 /// A whole file into a string with simdjson's padding spare, so parse() need not copy it.
 std::string read_padded(const std::filesystem::path& path) {
     auto fd = core::open_file(path, O_RDONLY);
@@ -249,7 +229,7 @@ private:
     }
 
     RepoData load_file() {
-        const std::filesystem::path dir = percent_decode(std::string_view(subdir_url_).substr(7));
+        const std::filesystem::path dir = file_url_to_path(subdir_url_, "channel " + channel_.name);
         for (std::string_view file : {kZst, kJson}) {
             const std::filesystem::path path = dir / file;
             std::error_code ec;

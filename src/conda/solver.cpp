@@ -614,14 +614,6 @@ void PoolContext::rethrow_pending() {
 
 namespace {
 
-struct QueueHolder {
-    Queue q;
-    QueueHolder() { queue_init(&q); }
-    ~QueueHolder() { queue_free(&q); }
-    QueueHolder(const QueueHolder&) = delete;
-    QueueHolder& operator=(const QueueHolder&) = delete;
-};
-
 struct SolverDeleter {
     void operator()(Solver* s) const { solver_free(s); }
 };
@@ -645,7 +637,7 @@ std::vector<PackageRecord> solve(const SolveRequest& request) {
     ctx.load(user_specs);
     Pool* pool = ctx.pool();
 
-    QueueHolder job;
+    detail::QueueHolder job;
     std::vector<Id> user_deps;
     for (const std::string& text : request.specs) {
         Id d = ctx.dep(text, false);
@@ -687,7 +679,7 @@ std::vector<PackageRecord> solve(const SolveRequest& request) {
         throw SolveError(message);
     }
 
-    QueueHolder decisions;
+    detail::QueueHolder decisions;
     solver_get_decisionqueue(solver.get(), &decisions.q);
     std::vector<PackageRecord> out;
     for (int i = 0; i < decisions.q.count; ++i) {

@@ -12,14 +12,6 @@
 namespace ocibuild::conda::detail {
 namespace {
 
-struct QueueHolder {
-    Queue q;
-    QueueHolder() { queue_init(&q); }
-    ~QueueHolder() { queue_free(&q); }
-    QueueHolder(const QueueHolder&) = delete;
-    QueueHolder& operator=(const QueueHolder&) = delete;
-};
-
 enum class Kind { missing, requires_dep, constrains };
 
 struct GroupKey {

@@ -29,6 +29,15 @@ namespace ocibuild::conda::detail {
 
 inline constexpr std::uint32_t no_channel = 0xffffffffU;
 
+/// A libsolv Queue freed on scope exit.
+struct QueueHolder {
+    Queue q;
+    QueueHolder() { queue_init(&q); }
+    ~QueueHolder() { queue_free(&q); }
+    QueueHolder(const QueueHolder&) = delete;
+    QueueHolder& operator=(const QueueHolder&) = delete;
+};
+
 /// One solvable: where its record lives (repo == nullptr: a virtual package).
 struct Candidate {
     const RepoData* repo = nullptr;

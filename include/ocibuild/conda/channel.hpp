@@ -37,6 +37,10 @@ struct Channel {
     bool operator==(const Channel&) const = default;
 };
 
+/// "file:///a/b%20c" (or file://localhost/…) → "/a/b c", the inverse of how Channel::parse writes
+/// local folders. Throws core::Error(unsupported) naming `what` and the URL for a remote file:// host.
+[[nodiscard]] std::filesystem::path file_url_to_path(std::string_view url, std::string_view what);
+
 /// The URLs to try for `url`, in order: each matching mirror's replacement, then `url` itself.
 [[nodiscard]] std::vector<std::string> mirror_urls(std::string_view url, const ChannelConfig& config);
 

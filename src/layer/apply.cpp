@@ -229,6 +229,16 @@ private:
 
     [[noreturn]] void failed(int err, const std::string& action) const { core::throw_errno(err, prefix() + action); }
 
+    // chown fails with EINVAL for an id the user namespace does not map (rootless: more ids than
+    // the subordinate ranges hold): say which ids, and where more come from.
+    [[noreturn]] void chown_failed(int err, std::uint32_t uid, std::uint32_t gid) const {
+        if (err != EINVAL) failed(err, "chown");
+        throw Error(ErrorCategory::unsupported,
+                    prefix() + "cannot chown to " + std::to_string(uid) + ":" + std::to_string(gid) +
+                        ": the id is not mapped in this user namespace (rootless builds map the ranges "
+                        "of /etc/subuid and /etc/subgid; give this user more subordinate ids)");
+    }
+
     [[noreturn]] void archive_failed(struct archive* a, const ReadContext& ctx, const std::string& previous) const {
         if (ctx.error) std::rethrow_exception(ctx.error);
         std::string where = previous.empty() ? "first header" : "header after \"" + previous + "\"";
@@ -431,7 +441,7 @@ private:
     void root_entry(const Entry& e) {
         core::UniqueFd dir = detail::reopen_dir(root_.fd());
         if (!dir) failed(errno, "opening the root");
-        if (!rootless_ && ::fchown(dir.get(), e.uid, e.gid) != 0) failed(errno, "chown");
+        if (!rootless_ && ::fchown(dir.get(), e.uid, e.gid) != 0) chown_failed(errno, e.uid, e.gid);
         apply_xattrs(dir.get(), false, e, true);
         if (rootless_) set_owner_xattr(dir.get(), false, e, true);
         pend_dir("", e);
@@ -463,7 +473,7 @@ private:
         }
         core::UniqueFd dir(::openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (!dir) failed(errno, "opening the new directory");
-        if (!rootless_ && ::fchown(dir.get(), e.uid, e.gid) != 0) failed(errno, "chown");
+        if (!rootless_ && ::fchown(dir.get(), e.uid, e.gid) != 0) chown_failed(errno, e.uid, e.gid);
         if (existed) clear_stale_xattrs(dir.get(), e);
         apply_xattrs(dir.get(), false, e, true);
         if (rootless_) set_owner_xattr(dir.get(), false, e, existed);
@@ -510,7 +520,7 @@ private:
             end = std::max(end, offset + static_cast<std::int64_t>(n));
         }
         if (size > end && ::ftruncate(fd.get(), size) != 0) failed(errno, "extending the file");
-        if (!rootless_ && ::fchown(fd.get(), e.uid, e.gid) != 0) failed(errno, "chown");
+        if (!rootless_ && ::fchown(fd.get(), e.uid, e.gid) != 0) chown_failed(errno, e.uid, e.gid);
         apply_xattrs(fd.get(), false, e, false);  // after chown: chown drops security.capability
         if (rootless_) set_owner_xattr(fd.get(), false, e, false);
         if (::fchmod(fd.get(), e.mode) != 0) failed(errno, "chmod");  // after chown: setuid survives
@@ -540,7 +550,8 @@ private:
             remove_existing(parent, e.path.name);
             if (::symlinkat(target, parent, name) != 0) failed(errno, "creating the symlink");
         }
-        if (!rootless_ && ::fchownat(parent, name, e.uid, e.gid, AT_SYMLINK_NOFOLLOW) != 0) failed(errno, "chown");
+        if (!rootless_ && ::fchownat(parent, name, e.uid, e.gid, AT_SYMLINK_NOFOLLOW) != 0)
+            chown_failed(errno, e.uid, e.gid);
         note_symlink_xattrs(e);
         if (::utimensat(parent, name, e.times, AT_SYMLINK_NOFOLLOW) != 0) failed(errno, "setting times");
     }
@@ -612,7 +623,8 @@ private:
     /// an O_PATH fd, xattrs through /proc/self/fd).
     void node_metadata(int parent, const Entry& e) {
         const char* name = e.path.name.c_str();
-        if (!rootless_ && ::fchownat(parent, name, e.uid, e.gid, AT_SYMLINK_NOFOLLOW) != 0) failed(errno, "chown");
+        if (!rootless_ && ::fchownat(parent, name, e.uid, e.gid, AT_SYMLINK_NOFOLLOW) != 0)
+            chown_failed(errno, e.uid, e.gid);
         core::UniqueFd fd(::openat(parent, name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
         if (!fd) failed(errno, "opening the new node");
         apply_xattrs(fd.get(), true, e, false);

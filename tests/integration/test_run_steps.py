@@ -461,3 +461,25 @@ run = "echo more >> /owned/f && stat -c %u /owned/f > /seen"
     finally:
         root_runner.cleanup()
         nosub.cleanup()
+
+
+def test_subids_an_owner_beyond_the_ranges_is_a_clear_error(busybox_layout, subid_runner):
+    """A base layer owned by an id the user's subordinate ranges do not reach cannot be extracted
+    with real owners: the error names the ids and /etc/subuid."""
+    root_runner = Runner("root", busybox_layout)
+    try:
+        base = root_runner.root / "far-base"
+        recipe = write_recipe(root_runner.ctx, base_recipe(root_runner, '[[step]]\nrun = "echo x > /far && chown 70000:0 /far"\n'))
+        root_runner(recipe, "-o", f"oci:{base}:1")
+        subprocess.run(["chmod", "-R", "a+rX", str(base)], check=True)
+        r = subid_runner
+        recipe = write_recipe(r.ctx, f'[base]\nref = "oci:{base}:1"\n\n[[step]]\nrun = "true"\n')
+        r.give(r.ctx)
+        proc = r(recipe, check=False)
+        assert proc.returncode != 0
+        assert 'entry "far": cannot chown to 70000:0: the id is not mapped' in proc.stderr, proc.stderr
+        assert "/etc/subuid" in proc.stderr
+        work = r.home / "store-work"
+        assert list(work.glob("layers-idmapped-*/.tmp-*")) == []
+    finally:
+        root_runner.cleanup()

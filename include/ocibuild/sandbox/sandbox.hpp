@@ -4,6 +4,8 @@
 //
 //   auto ids = sandbox::detect_id_maps();         // once per build: 0 → caller + subordinate ids
 //   bool user_xattrs = sandbox::uses_user_namespace(ids);  // extract lowerdirs to match (below)
+//   sandbox::run_in_user_namespace(ids, fn);      // rootless with subordinate ids: extract layers
+//                                                 // and write step layers with real owners
 //   bool overlay = sandbox::overlay_available(store_dir);  // once per build; else the copy fallback
 //   sandbox::RunSpec spec{...};                   // rootfs (overlay lowerdirs + upper, or a dir),
 //                                                 // argv, env, user, binds, network

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,28 +47,6 @@ void remove_tree(const fs::path& path) noexcept {
     fs::remove_all(path, ec);
 }
 
-/// An exclusive flock on `path` (created when missing), held until destruction (as
-/// layer/extract_cache.cpp does it: each lock opens the file anew, so threads exclude each other
-/// too). Blocking unless `try_only`, in which case the lock may come back empty.
-class FileLock {
-public:
-    FileLock(const fs::path& path, bool try_only) {
-        core::UniqueFd fd = core::open_file(path, O_RDWR | O_CREAT, 0644);
-        for (;;) {
-            if (::flock(fd.get(), LOCK_EX | (try_only ? LOCK_NB : 0)) == 0) {
-                fd_ = std::move(fd);
-                return;
-            }
-            if (errno == EWOULDBLOCK && try_only) return;
-            if (errno != EINTR) core::throw_errno("cannot lock " + path.string());
-        }
-    }
-    [[nodiscard]] bool held() const noexcept { return static_cast<bool>(fd_); }
-
-private:
-    core::UniqueFd fd_;
-};
-
 /// Removes extractions and downloads left by dead processes. Never fails the build.
 void sweep(const fs::path& root) {
     const auto now = fs::file_time_type::clock::now();
@@ -88,7 +65,7 @@ void sweep(const fs::path& root) {
             }
             const std::string key = name.substr(0, name.find('.'));
             try {
-                const FileLock lock(root / "locks" / (key + ".lock"), /*try_only=*/true);
+                const core::FileLock lock(root / "locks" / (key + ".lock"), /*try_only=*/true);
                 if (lock.held()) remove_tree(it->path());
             } catch (const Error&) {  // e.g. a read-only cache: leave it
             }
@@ -204,7 +181,7 @@ fs::path PackageCache::get(const PackageRecord& record) const {
     const fs::path final_dir = root_ / "pkgs" / key;
     if (is_dir(final_dir)) return final_dir;
 
-    const FileLock lock(root_ / "locks" / (key + ".lock"), /*try_only=*/false);
+    const core::FileLock lock(root_ / "locks" / (key + ".lock"), /*try_only=*/false);
     if (is_dir(final_dir)) return final_dir;  // extracted while we waited
 
     const std::string fn = file_name_of(record);

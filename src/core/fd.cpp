@@ -1,6 +1,7 @@
 #include "ocibuild/core/fd.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -69,6 +70,18 @@ std::string read_file(const std::filesystem::path& path, std::uint64_t max_size)
 void fsync_dir(const std::filesystem::path& dir) {
     auto fd = open_file(dir, O_RDONLY | O_DIRECTORY);
     if (::fsync(fd.get()) != 0 && errno != EINVAL) throw_errno("cannot fsync " + dir.string());
+}
+
+FileLock::FileLock(const std::filesystem::path& path, bool try_only) {
+    UniqueFd fd = open_file(path, O_RDWR | O_CREAT, 0644);
+    for (;;) {
+        if (::flock(fd.get(), LOCK_EX | (try_only ? LOCK_NB : 0)) == 0) {
+            fd_ = std::move(fd);
+            return;
+        }
+        if (errno == EWOULDBLOCK && try_only) return;
+        if (errno != EINTR) throw_errno("cannot lock " + path.string());
+    }
 }
 
 }  // namespace ocibuild::core

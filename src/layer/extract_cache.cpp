@@ -71,27 +71,6 @@ void remove_tree(const fs::path& path) noexcept {
     fs::remove_all(path, ec);
 }
 
-/// An exclusive flock on `path` (created when missing), held until destruction. Blocking unless
-/// `try_only`, in which case the returned lock is empty when someone else holds it.
-class FileLock {
-public:
-    FileLock(const fs::path& path, bool try_only) {
-        core::UniqueFd fd = core::open_file(path, O_RDWR | O_CREAT, 0644);
-        for (;;) {
-            if (::flock(fd.get(), LOCK_EX | (try_only ? LOCK_NB : 0)) == 0) {
-                fd_ = std::move(fd);
-                return;
-            }
-            if (errno == EWOULDBLOCK && try_only) return;
-            if (errno != EINTR) core::throw_errno("cannot lock " + path.string());
-        }
-    }
-    [[nodiscard]] bool held() const noexcept { return static_cast<bool>(fd_); }
-
-private:
-    core::UniqueFd fd_;  // closing it releases the lock
-};
-
 /// The <hex> in ".tmp-<hex>-<suffix>", or empty.
 std::string temp_owner(const std::string& name) {
     if (name.compare(0, temp_prefix.size(), temp_prefix) != 0) return {};
@@ -119,7 +98,7 @@ void sweep(const fs::path& root, const AsTreeOwner& as_owner) {
         const auto mtime = fs::last_write_time(path, ec);
         if (ec || now - mtime < stale_after) continue;
         try {
-            const FileLock lock(root / (hex + ".lock"), /*try_only=*/true);
+            const core::FileLock lock(root / (hex + ".lock"), /*try_only=*/true);
             if (!lock.held()) continue;
             if (as_owner) {
                 as_owner([&] { remove_tree(path); });
@@ -152,7 +131,7 @@ fs::path ExtractionCache::get(const store::Store& store, const oci::Descriptor& 
 
     // One extraction per layer at a time, across threads and processes (each FileLock opens the
     // file anew, and flock excludes other open file descriptions, also within this process).
-    const FileLock lock(root_ / (hex + ".lock"), /*try_only=*/false);
+    const core::FileLock lock(root_ / (hex + ".lock"), /*try_only=*/false);
     if (is_dir(final_dir)) return final_dir;  // extracted while we waited
 
     const fs::path temp = root_ / (std::string(temp_prefix) + hex + "-" + core::unique_suffix());

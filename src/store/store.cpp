@@ -1,7 +1,6 @@
 #include "ocibuild/store/store.hpp"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,17 +40,6 @@ void sweep_ingest(const fs::path& ingest) {
     }
 }
 
-class LockFile {
-public:
-    explicit LockFile(const fs::path& path) : fd_(core::open_file(path, O_RDWR | O_CREAT, 0644)) {
-        while (::flock(fd_.get(), LOCK_EX) != 0) {
-            if (errno != EINTR) core::throw_errno("cannot lock " + path.string());
-        }
-    }
-
-private:
-    core::UniqueFd fd_;  // closing releases the lock
-};
 }  // namespace
 
 // ---- BlobWriter ------------------------------------------------------------------------------
@@ -226,7 +214,7 @@ oci::ImageIndex Store::index() const {
 }
 
 void Store::set_tag(std::string_view tag, oci::Descriptor desc) const {
-    LockFile lock(root_ / ".index.json.lock");
+    const core::FileLock lock(root_ / ".index.json.lock");
     auto idx = index();
     std::vector<oci::Descriptor> kept;
     for (auto& m : idx.manifests) {

@@ -46,4 +46,16 @@ void write_all(int fd, const void* data, std::size_t size, std::string_view what
 /// fsync of a directory so a rename in it is durable.
 void fsync_dir(const std::filesystem::path& dir);
 
+/// An exclusive flock(2) on `path` (created when missing), held until destruction. Each lock opens
+/// the file anew, so threads of one process exclude each other too. Blocking unless `try_only`, in
+/// which case the lock is empty (held() false) when someone else holds it.
+class FileLock {
+public:
+    explicit FileLock(const std::filesystem::path& path, bool try_only = false);
+    [[nodiscard]] bool held() const noexcept { return static_cast<bool>(fd_); }
+
+private:
+    UniqueFd fd_;  // closing it releases the lock
+};
+
 }  // namespace ocibuild::core

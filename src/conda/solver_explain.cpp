@@ -203,7 +203,13 @@ public:
         QueueHolder rules;
         solver_findallproblemrules(solver_, problem_id, &rules.q);
         std::set<std::size_t> specs;
-        std::set<std::string> lines;
+        // Reasons, most telling first: what nothing provides (the usual root cause), then
+        // constraints, then plain dependencies (often many, most of them bystanders).
+        std::map<std::string, int> lines;
+        auto add = [&lines](std::string line, int rank) {
+            auto [it, fresh] = lines.emplace(std::move(line), rank);
+            if (!fresh) it->second = std::min(it->second, rank);
+        };
         std::map<GroupKey, Group> groups;
         std::map<GroupKey, Id> group_dep;
         const SolveRequest& r = ctx_.request();
@@ -223,7 +229,7 @@ public:
                 for (std::size_t s = 0; s < user_deps.size(); ++s) {
                     if (user_deps[s] != what) continue;
                     specs.insert(s);
-                    if (type == SOLVER_RULE_JOB_NOTHING_PROVIDES_DEP) lines.insert(job_missing_line(r.specs[s]));
+                    if (type == SOLVER_RULE_JOB_NOTHING_PROVIDES_DEP) add(job_missing_line(r.specs[s]), 0);
                 }
                 continue;
             }
@@ -250,19 +256,21 @@ public:
                 case SOLVER_RULE_BEST:
                     break;  // one version per name, and the installed virtual packages: implied by the rest
                 default:
-                    lines.insert(solver_ruleinfo2str(solver_, type, source, target, dep));
+                    add(solver_ruleinfo2str(solver_, type, source, target, dep), 1);
             }
         }
         for (const auto& [key, g] : groups) {
             switch (key.kind) {
                 case Kind::missing:
-                    lines.insert(missing_line(g.sources, key.dep, group_dep[key]));
+                    add(missing_line(g.sources, key.dep, group_dep[key]), 0);
                     break;
                 case Kind::requires_dep:
-                    lines.insert(describe(g.sources, false) + (g.sources.size() > 1 ? " need " : " needs ") + key.dep);
+                    // A dependency on a virtual package is as telling as a missing one.
+                    add(describe(g.sources, false) + (g.sources.size() > 1 ? " need " : " needs ") + key.dep,
+                        key.dep.starts_with("__") ? 0 : 2);
                     break;
                 case Kind::constrains:
-                    lines.insert(constrains_line(g.sources, g.targets, key.dep));
+                    add(constrains_line(g.sources, g.targets, key.dep), 1);
                     break;
             }
         }
@@ -271,8 +279,22 @@ public:
         std::string out = spec_texts.empty()      ? std::string("the request cannot be satisfied:")
                           : spec_texts.size() == 1 ? "cannot install " + quoted_list(spec_texts) + ":"
                                                    : "cannot install " + quoted_list(spec_texts) + " together:";
-        if (lines.empty()) lines.insert(solver_problem2str(solver_, problem_id));
-        for (const std::string& line : lines) out += "\n  " + line;
+        if (lines.empty()) add(solver_problem2str(solver_, problem_id), 0);
+        std::vector<std::pair<int, std::string>> ordered;
+        for (auto& [line, rank] : lines) ordered.emplace_back(rank, line);
+        std::sort(ordered.begin(), ordered.end());
+        // Every root cause is shown; plain dependency lines only up to a screenful.
+        constexpr std::size_t max_dependency_lines = 12;
+        std::size_t shown_dependencies = 0;
+        std::size_t hidden = 0;
+        for (const auto& [rank, line] : ordered) {
+            if (rank >= 2 && shown_dependencies++ >= max_dependency_lines) {
+                ++hidden;
+                continue;
+            }
+            out += "\n  " + line;
+        }
+        if (hidden > 0) out += "\n  (and " + std::to_string(hidden) + " more dependency lines like these)";
         return out;
     }
 

@@ -403,3 +403,33 @@ def test_channel_alias_and_mirror_flags_keep_the_canonical_urls_in_the_lock(ocib
         assert proc.returncode == 1
         assert ('channels changed ("https://conda.anaconda.org/mychan" added, '
                 '"https://conda.invalid/mychan" removed)') in proc.stderr, proc.stderr
+
+
+def test_cuda_builds_follow_the_base_image_not_the_build_host(ocibuild, tmp_path, busybox_layout):
+    # The GPU build wins on build number but needs __cuda: only a base that says CUDA_VERSION provides it.
+    # This host has no GPU either way, so a CPU-only answer here would be the silent Dockerfile failure.
+    folder = tmp_path / "channel"
+    gpu = dict(package("torchy", "2.4.0", ["__cuda"], build="cuda124_0"), build_number=100)
+    cpu = package("torchy", "2.4.0", build="cpu_0")
+    make_channel(folder, [gpu, cpu])
+    with ChannelServer(folder) as server:
+        def lock_for(base: str, packages=("torchy",)):
+            text = RECIPE.format(url=server.url, packages=json.dumps(list(packages))).replace(
+                'ref = "scratch"', f'ref = "{base}"')
+            recipe = write_recipe(tmp_path / base.replace("/", "_").replace(":", "_"), text)
+            return recipe, ocibuild("lock", recipe, check=False)
+
+        recipe, proc = lock_for(f"oci:{busybox_layout}:1")  # CUDA_VERSION=12.4.1
+        assert proc.returncode == 0, proc.stderr
+        entry = tomllib.loads(recipe.with_suffix(".lock").read_text())["conda"][0]
+        assert [(p["name"], p["build"]) for p in entry["package"]] == [("torchy", "cuda124_0")]
+
+        recipe, proc = lock_for("scratch")  # no CUDA_VERSION: the CPU build, never the GPU one
+        assert proc.returncode == 0, proc.stderr
+        entry = tomllib.loads(recipe.with_suffix(".lock").read_text())["conda"][0]
+        assert [(p["name"], p["build"]) for p in entry["package"]] == [("torchy", "cpu_0")]
+
+        # Asking for the GPU build on a base without CUDA says why instead of degrading.
+        _, proc = lock_for("scratch", packages=("torchy * cuda*",))
+        assert proc.returncode == 1
+        assert "needs __cuda" in proc.stderr and "the base image sets no CUDA_VERSION" in proc.stderr, proc.stderr

@@ -136,8 +136,19 @@ std::vector<conda::PackageRecord> solve_step(const recipe::CondaStep& step, cons
     request.channel_names = step.channels;
     request.virtual_packages = virtuals;
     request.priority = parse_priority(step.channel_priority);
+    // Lock files hold URLs without credentials; the channels being solved may carry them.
+    for (auto& p : preferred) {
+        p.url = conda::restore_credentials(p.url, channels);
+        p.channel = conda::restore_credentials(p.channel, channels);
+    }
     request.preferred = std::move(preferred);
-    return conda::solve(request);
+    auto packages = conda::solve(request);
+    // What goes into the lock file (and from there into output): never a password or token.
+    for (auto& p : packages) {
+        p.url = conda::redact_url(p.url);
+        p.channel = conda::redact_url(p.channel);
+    }
+    return packages;
 }
 
 bool same_packages(const std::vector<conda::PackageRecord>& a, const std::vector<conda::PackageRecord>& b) {
@@ -206,7 +217,7 @@ LockFile resolve_lock(const recipe::Recipe& recipe, const BaseImage& base, const
             entry.channel_priority = conda_step->channel_priority;
             for (const auto& c : conda_step->channels) {
                 channels.push_back(conda::Channel::parse(c, config, recipe.directory));
-                entry.channels.push_back(channels.back().url);
+                entry.channels.push_back(conda::redact_url(channels.back().url));
             }
             entry.specs = conda_step->packages;
             auto virtuals = conda::virtual_packages(*facts, conda_step->virtual_packages, options.conda.override_env);
@@ -283,7 +294,12 @@ std::vector<layer::TarEntry> install_conda_step(const recipe::Recipe& recipe, co
     install.channels = channel_config(recipe, options.conda);
     if (!options.work_dir.empty()) install.package_cache = options.work_dir / "conda" / "pkgs";
     install.log = options.log;
-    conda::install(conda::sort_topologically(resolved.packages), root, step.prefix, step.packages, install);
+    // Downloads need the credentials the lock file leaves out: they come from the recipe's channels.
+    std::vector<conda::Channel> channels;
+    for (const auto& c : step.channels) channels.push_back(conda::Channel::parse(c, install.channels, recipe.directory));
+    auto packages = resolved.packages;
+    for (auto& p : packages) p.url = conda::restore_credentials(p.url, channels);
+    conda::install(conda::sort_topologically(std::move(packages)), root, step.prefix, step.packages, install);
 
     // The prefix as a path relative to the image root ("/opt/conda/" → "opt/conda").
     auto relative = fs::path(step.prefix).lexically_normal().relative_path().string();

@@ -132,7 +132,8 @@ void print_table(const std::vector<conda::PackageRecord>& records,
     std::uint64_t total = 0;
     for (const auto& r : records) {
         auto it = channel_names.find(r.channel);
-        rows.push_back({r.name, r.version, r.build, it != channel_names.end() ? it->second : r.channel,
+        // Channels as the user wrote them, but never with a password or token.
+        rows.push_back({r.name, r.version, r.build, conda::redact_url(it != channel_names.end() ? it->second : r.channel),
                         megabytes(r.size)});
         total += r.size;
     }
@@ -161,13 +162,13 @@ void print_json(const std::vector<conda::PackageRecord>& records) {
                        {"build", r.build},
                        {"build_number", r.build_number},
                        {"subdir", r.subdir},
-                       {"url", r.url},
+                       {"url", conda::redact_url(r.url)},
                        {"sha256", r.sha256},
                        {"md5", r.md5},
                        {"size", r.size},
                        {"depends", r.depends},
                        {"constrains", r.constrains},
-                       {"channel", r.channel}});
+                       {"channel", conda::redact_url(r.channel)}});
     }
     std::cout << out.dump(2) << '\n';
 }

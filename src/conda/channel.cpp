@@ -5,6 +5,7 @@
 #include <cctype>
 
 #include "ocibuild/core/error.hpp"
+#include "ocibuild/registry/http.hpp"
 
 namespace ocibuild::conda {
 namespace {
@@ -116,6 +117,30 @@ std::string Channel::subdir_url(std::string_view subdir) const {
     if (!out.ends_with('/')) out += '/';
     out.append(subdir).append("/");
     return out;
+}
+
+std::string redact_url(std::string_view url) {
+    if (!url.starts_with("http://") && !url.starts_with("https://")) return std::string(url);
+    std::string out = registry::redact_url(url);
+    // anaconda.org's token form puts /t/<token> right after the host; a folder named "t" deeper in
+    // a path is not a token.
+    const auto path_start = std::min(out.find('/', out.find("://") + 3), out.size());
+    if (out.compare(path_start, 3, "/t/") == 0) {
+        const auto end = out.find('/', path_start + 3);
+        out.replace(path_start + 3, (end == std::string::npos ? out.size() : end) - (path_start + 3), "<token>");
+    }
+    return out;
+}
+
+std::string restore_credentials(std::string_view url, const std::vector<Channel>& channels) {
+    for (const Channel& channel : channels) {
+        const std::string bare = redact_url(channel.url);
+        if (bare == channel.url || !url.starts_with(bare)) continue;
+        const std::string_view rest = url.substr(bare.size());
+        if (!rest.empty() && rest.front() != '/') continue;  // whole path segments only
+        return channel.url + std::string(rest);
+    }
+    return std::string(url);
 }
 
 std::filesystem::path file_url_to_path(std::string_view url, std::string_view what) {

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "link.hpp"
+#include "ocibuild/conda/channel.hpp"
 #include "ocibuild/conda/match_spec.hpp"
 #include "ocibuild/core/error.hpp"
 #include "package_cache.hpp"
@@ -142,8 +143,8 @@ std::string prefix_record(const PackageRecord& r, const std::vector<detail::Link
     if (!r.python_site_packages_path.empty()) j["python_site_packages_path"] = r.python_site_packages_path;
     const std::string fn = r.fn.empty() ? r.url.substr(r.url.rfind('/') + 1) : r.fn;
     j["fn"] = fn;
-    j["url"] = r.url;
-    std::string channel = channel_url(r);
+    j["url"] = redact_url(r.url);  // the image is output: no credentials
+    std::string channel = redact_url(channel_url(r));
     if (!channel.empty() && !channel.ends_with("/")) channel += "/";
     j["channel"] = channel;
 

@@ -140,7 +140,7 @@ std::string cache_key(const PackageRecord& record, const std::string& what) {
             throw Error(ErrorCategory::invalid_input, what + ": malformed md5 \"" + record.md5 + "\"");
         return "md5-" + record.md5;
     }
-    throw Error(ErrorCategory::integrity, what + " (" + record.url +
+    throw Error(ErrorCategory::integrity, what + " (" + redact_url(record.url) +
                                               "): the channel gives neither a sha256 nor an md5 for it; refusing "
                                               "to install an artifact that cannot be verified");
 }
@@ -153,7 +153,7 @@ void check_digest(const PackageRecord& record, const std::pair<std::string, std:
     if (expected == actual) return;
     const char* algo = by_sha256 ? "sha256" : "md5";
     throw Error(ErrorCategory::integrity,
-                what + " (" + url + "): " + algo + " mismatch: expected " + expected + ", got " + actual);
+                what + " (" + redact_url(url) + "): " + algo + " mismatch: expected " + expected + ", got " + actual);
 }
 
 std::string file_name_of(const PackageRecord& record) {
@@ -198,7 +198,7 @@ fs::path PackageCache::get(const PackageRecord& record) const {
     const fs::path temp = root_ / "tmp" / (key + "." + core::unique_suffix());
     if (::mkdir(temp.c_str(), 0755) != 0) core::throw_errno("cannot create " + temp.string());
     try {
-        extract_package(archive.get(), fn, temp.string(), what + " (" + record.url + ")");
+        extract_package(archive.get(), fn, temp.string(), what + " (" + redact_url(record.url) + ")");
         if (::rename(temp.c_str(), final_dir.c_str()) != 0) {
             if ((errno == ENOTEMPTY || errno == EEXIST) && is_dir(final_dir)) {
                 remove_tree(temp);  // someone finished it without our lock: identical content
@@ -239,17 +239,17 @@ core::UniqueFd PackageCache::download(const PackageRecord& record, const std::st
                 throw Error(status == 404                    ? ErrorCategory::not_found
                             : status == 401 || status == 403 ? ErrorCategory::unauthorized
                                                              : ErrorCategory::unavailable,
-                            what + ": GET " + url + ": HTTP " + std::to_string(status));
+                            what + ": GET " + redact_url(url) + ": HTTP " + std::to_string(status));
             }
             check_digest(record, sink.finish_hex(), url, what);
             core::UniqueFd fd = core::open_file(file.temp_path(), O_RDONLY);
             file.commit();
-            if (options_.log) options_.log("downloaded " + file_name_of(record) + " from " + url);
+            if (options_.log) options_.log("downloaded " + file_name_of(record) + " from " + redact_url(url));
             return fd;
         } catch (const Error&) {
             if (!retryable || attempt >= max_attempts) throw;
         }
-        if (options_.log) options_.log(what + ": " + url + ": retrying (attempt " + std::to_string(attempt + 1) + ")");
+        if (options_.log) options_.log(what + ": " + redact_url(url) + ": retrying (attempt " + std::to_string(attempt + 1) + ")");
         std::this_thread::sleep_for(std::chrono::milliseconds(500) * attempt);
     }
 }
@@ -278,10 +278,10 @@ core::UniqueFd PackageCache::fetch(const PackageRecord& record, const fs::path& 
                 return fd;
             }
             if (!url.starts_with("http://") && !url.starts_with("https://")) {
-                throw Error(ErrorCategory::unsupported, what + ": " + url + ": unsupported URL scheme");
+                throw Error(ErrorCategory::unsupported, what + ": " + redact_url(url) + ": unsupported URL scheme");
             }
             if (options_.http == nullptr) {
-                throw Error(ErrorCategory::internal, what + ": " + url + ": no HTTP client given to the installer");
+                throw Error(ErrorCategory::internal, what + ": " + redact_url(url) + ": no HTTP client given to the installer");
             }
             return download(record, url, stored, what);
         } catch (const Error& e) {

@@ -33,29 +33,6 @@ constexpr std::int64_t kZstRecheckSeconds = 7 * 24 * 3600;
 // Larger than any real repodata (conda-forge linux-64 is ~300 MB); guards against zstd bombs.
 constexpr std::uint64_t kMaxJsonBytes = 4ull << 30;
 
-/// The URL as it may appear in messages and logs: no user:password@, no conda token (/t/<token>/),
-/// no query.
-std::string redact(std::string_view url) {
-    std::string out(url.substr(0, url.find('?')));
-    const auto scheme = out.find("://");
-    if (scheme == std::string::npos) return out;
-    const auto host_start = scheme + 3;
-    auto path_start = std::min(out.find('/', host_start), out.size());
-    const auto at = out.rfind('@', path_start);
-    if (at != std::string::npos && at >= host_start) {
-        out.erase(host_start, at + 1 - host_start);
-        path_start -= at + 1 - host_start;
-    }
-    // anaconda.org's token form puts /t/<token> right after the host; a folder named "t" deeper in
-    // a path (or in a file:// channel) is not a token.
-    const bool http = out.starts_with("http://") || out.starts_with("https://");
-    if (http && out.compare(path_start, 3, "/t/") == 0) {
-        const auto end = out.find('/', path_start + 3);
-        out.replace(path_start + 3, (end == std::string::npos ? out.size() : end) - (path_start + 3), "<token>");
-    }
-    return out;
-}
-
 /// A whole file into a string with simdjson's padding spare, so parse() need not copy it.
 std::string read_padded(const std::filesystem::path& path) {
     auto fd = core::open_file(path, O_RDONLY);
@@ -153,7 +130,7 @@ public:
     }
 
     void store(const CacheEntry& e) const {
-        nlohmann::json j = {{"url", redact(e.url)},  // for people reading the cache; never credentials
+        nlohmann::json j = {{"url", redact_url(e.url)},  // for people reading the cache; never credentials
                             {"file", e.file},
                             {"etag", e.etag},
                             {"last_modified", e.last_modified},
@@ -204,12 +181,12 @@ class Loader {
 public:
     Loader(const Channel& channel, std::string_view subdir, const FetchOptions& options)
         : channel_(channel), subdir_(subdir), options_(options), subdir_url_(channel.subdir_url(subdir)),
-          label_(redact(channel.name) + "/" + std::string(subdir)) {}
+          label_(redact_url(channel.name) + "/" + std::string(subdir)) {}
 
     RepoData load() {
         if (subdir_url_.starts_with("file://")) return load_file();
         if (!subdir_url_.starts_with("http://") && !subdir_url_.starts_with("https://"))
-            throw Error(ErrorCategory::unsupported, "channel " + redact(channel_.name) + ": cannot fetch " + redact(subdir_url_));
+            throw Error(ErrorCategory::unsupported, "channel " + redact_url(channel_.name) + ": cannot fetch " + redact_url(subdir_url_));
         return load_http();
     }
 
@@ -224,8 +201,8 @@ private:
 
     RepoData missing(std::string_view url, std::string_view why) const {
         if (subdir_ == "noarch")
-            throw Error(ErrorCategory::not_found, "channel " + redact(channel_.name) + " not found: " + redact(url) + ": " + std::string(why));
-        return parse("{}", redact(url));
+            throw Error(ErrorCategory::not_found, "channel " + redact_url(channel_.name) + " not found: " + redact_url(url) + ": " + std::string(why));
+        return parse("{}", redact_url(url));
     }
 
     RepoData load_file() {
@@ -246,7 +223,7 @@ private:
         const std::string url = subdir_url_ + entry.file;
         if (entry.missing) return missing(url, "HTTP 404");
         const auto path = cache.body_path(entry.file);
-        const std::string source = redact(url) + " (cached as " + path.string() + ")";
+        const std::string source = redact_url(url) + " (cached as " + path.string() + ")";
         return parse(body_to_json(read_padded(path), entry.file == kZst, source), source);
     }
 
@@ -261,11 +238,11 @@ private:
         std::optional<CacheEntry> cached = cache.load();
         if (options_.offline) {
             if (!cached)
-                throw Error(ErrorCategory::not_found, "repodata of " + label_ + " is not cached (offline): " + redact(canonical));
+                throw Error(ErrorCategory::not_found, "repodata of " + label_ + " is not cached (offline): " + redact_url(canonical));
             return from_cache(cache, *cached, "offline");
         }
         if (options_.http == nullptr)
-            throw Error(ErrorCategory::internal, "fetching " + redact(canonical) + ": no HTTP client");
+            throw Error(ErrorCategory::internal, "fetching " + redact_url(canonical) + ": no HTTP client");
 
         std::vector<std::string_view> files{kZst, kJson};
         if (cached && cached->zst_missing_since > 0 && now_seconds() - cached->zst_missing_since < kZstRecheckSeconds)
@@ -296,11 +273,11 @@ private:
                 if (file == kZst) entry.zst_missing_since = 0;
                 if (cache.enabled()) cache.store(entry);
                 log(std::to_string(status) + ", " + std::to_string(got.body.size()) + " bytes" + (file == kZst ? " zst" : ""));
-                return parse(body_to_json(std::move(got.body), file == kZst, redact(url)), redact(url));
+                return parse(body_to_json(std::move(got.body), file == kZst, redact_url(url)), redact_url(url));
             }
             const ErrorCategory category =
                 status == 401 || status == 403 ? ErrorCategory::unauthorized : ErrorCategory::unavailable;
-            throw Error(category, "fetching " + redact(url) + ": HTTP " + std::to_string(status));
+            throw Error(category, "fetching " + redact_url(url) + ": HTTP " + std::to_string(status));
         }
         log("404, none");
         entry.missing = true;
@@ -328,7 +305,7 @@ private:
                 Fetched out;
                 out.response = options_.http->perform(request);
                 if (out.response.status >= 500) {
-                    failures += "; " + redact(candidate) + ": HTTP " + std::to_string(out.response.status);
+                    failures += "; " + redact_url(candidate) + ": HTTP " + std::to_string(out.response.status);
                     continue;
                 }
                 if (out.response.status >= 200 && out.response.status < 300) out.body = sink.take(body_path);
@@ -338,7 +315,7 @@ private:
                 failures += "; " + std::string(e.what());
             }
         }
-        throw Error(ErrorCategory::unavailable, "fetching " + redact(url) + " failed" +
+        throw Error(ErrorCategory::unavailable, "fetching " + redact_url(url) + " failed" +
                                                     (candidates.size() > 1 ? " from every mirror" : "") + failures);
     }
 

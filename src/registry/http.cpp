@@ -156,14 +156,6 @@ std::string origin(std::string_view url) {
 }
 
 // The URL as it may appear in a message: no userinfo, no query (presigned URLs carry secrets there).
-std::string redact(std::string_view url) {
-    auto p = split_url(url);
-    if (p.authority) p.authority = std::string(strip_userinfo(*p.authority));
-    if (p.query) p.query = "...";
-    p.fragment.reset();
-    return join_url(p);
-}
-
 bool is_redirect(long status) {
     return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
@@ -361,7 +353,7 @@ void add_headers(SList& list, const HttpRequest& request, const Hop& hop) {
         // A value from a server (a token) must not smuggle in more header lines.
         if ((name + value).find_first_of("\r\n") != std::string::npos)
             throw core::Error(core::ErrorCategory::invalid_input,
-                              hop.method + " " + redact(hop.url) + ": header " + name + " holds a line break");
+                              hop.method + " " + redact_url(hop.url) + ": header " + name + " holds a line break");
         list.add(value.empty() ? name + ";" : name + ": " + value);
     }
     if (sends_body(request, hop)) {
@@ -376,10 +368,18 @@ void add_headers(SList& list, const HttpRequest& request, const Hop& hop) {
     // A URL curl cannot use will not get better by retrying.
     auto category = rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL ? core::ErrorCategory::invalid_input
                                                                                  : core::ErrorCategory::unavailable;
-    throw core::Error(category, hop.method + " " + redact(hop.url) + ": " + why);
+    throw core::Error(category, hop.method + " " + redact_url(hop.url) + ": " + why);
 }
 
 }  // namespace
+
+std::string redact_url(std::string_view url) {
+    auto p = split_url(url);
+    if (p.authority) p.authority = std::string(strip_userinfo(*p.authority));
+    if (p.query) p.query = "...";
+    p.fragment.reset();
+    return join_url(p);
+}
 
 // --- HttpClient ----------------------------------------------------------------------------------
 
@@ -545,7 +545,7 @@ HttpResponse HttpClient::perform(const HttpRequest& request) const {
         if (request.body_reader && hop.with_body && response.status != 303) return response;
         if (redirects >= max_redirects)
             throw core::Error(core::ErrorCategory::unavailable,
-                              request.method + " " + redact(request.url) + ": more than 10 redirects");
+                              request.method + " " + redact_url(request.url) + ": more than 10 redirects");
         follow(hop, response.status, resolve_url(hop.url, *location));
     }
 }

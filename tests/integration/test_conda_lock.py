@@ -433,3 +433,27 @@ def test_cuda_builds_follow_the_base_image_not_the_build_host(ocibuild, tmp_path
         _, proc = lock_for("scratch", packages=("torchy * cuda*",))
         assert proc.returncode == 1
         assert "needs __cuda" in proc.stderr and "the base image sets no CUDA_VERSION" in proc.stderr, proc.stderr
+
+
+def test_channel_credentials_are_used_but_never_written(ocibuild, tmp_path, channel):
+    # A password in a channel URL authenticates every download, and appears nowhere a user shares:
+    # not in the lock file, not in conda-meta inside the image, not in the output.
+    url = channel.url.replace("http://", "http://alice:s3cret@")
+    recipe = conda_recipe(tmp_path / "ctx", url)
+    proc = ocibuild("lock", recipe)
+    lock_text = (tmp_path / "ctx" / "recipe.lock").read_text()
+    assert "s3cret" not in lock_text and "alice" not in lock_text
+    assert channel.url + "/linux-64/" in lock_text
+    layout = tmp_path / "out"
+    build = ocibuild("build", recipe, "--locked", "-o", f"oci:{layout}:1")
+    files = layer_files(layout, "1")
+    assert files["opt/env/share/app/VERSION"] == b"app 1.0\n"
+    assert not [name for name, data in files.items() if b"s3cret" in data], "a password reached the image"
+    assert any(name.startswith("opt/env/conda-meta/app-1.0-") for name in files)
+    for output in (proc.stdout, proc.stderr, build.stdout, build.stderr):
+        assert "s3cret" not in output
+    solved = ocibuild("solve", "app", "-c", url, "--json", "--store", tmp_path / "s2")
+    assert "s3cret" not in solved.stdout + solved.stderr
+    # Every request, the package downloads included, carried the credentials.
+    expected = "Basic " + __import__("base64").b64encode(b"alice:s3cret").decode()
+    assert channel.requests and all(h.get("authorization") == expected for (_, _, _, h) in channel.requests)

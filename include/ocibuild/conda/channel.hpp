@@ -37,6 +37,14 @@ struct Channel {
     bool operator==(const Channel&) const = default;
 };
 
+/// The URL as it may appear in output (messages, logs, lock files, conda-meta in an image): no
+/// user:password@, no anaconda.org token (`/t/<token>` right after the host), no query.
+[[nodiscard]] std::string redact_url(std::string_view url);
+
+/// `url` (from a lock file or output, credentials removed) with the credentials of the channel it
+/// lies under put back, for downloading; unchanged when no channel in `channels` matches.
+[[nodiscard]] std::string restore_credentials(std::string_view url, const std::vector<Channel>& channels);
+
 /// "file:///a/b%20c" (or file://localhost/…) → "/a/b c", the inverse of how Channel::parse writes
 /// local folders. Throws core::Error(unsupported) naming `what` and the URL for a remote file:// host.
 [[nodiscard]] std::filesystem::path file_url_to_path(std::string_view url, std::string_view what);

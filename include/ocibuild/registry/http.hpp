@@ -72,6 +72,8 @@ private:
 
 /// RFC 3986 reference resolution: `location` (absolute, or relative to `base`) → absolute URL.
 [[nodiscard]] std::string resolve_url(std::string_view base, std::string_view location);
+/// The URL as messages may show it: no user:password@, the query as "...", no fragment.
+[[nodiscard]] std::string redact_url(std::string_view url);
 /// "https://host:port/path" → "host:port".
 [[nodiscard]] std::string url_host(std::string_view url);
 /// Percent-encodes a query parameter value.

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <vector>
 
 #include "ocibuild/conda/channel.hpp"
 #include "ocibuild/core/error.hpp"
@@ -122,4 +123,27 @@ TEST_CASE("subdir_for maps OCI platforms to conda subdirs") {
             CHECK(std::string(e.what()).starts_with(std::string("no conda subdir for platform ") + p + " (supported:"));
         }
     }
+}
+
+TEST_CASE("redact_url drops passwords and anaconda.org tokens; restore_credentials puts them back") {
+    using ocibuild::conda::redact_url;
+    using ocibuild::conda::restore_credentials;
+    CHECK(redact_url("https://alice:s3cret@repo.example/chan/linux-64/a-1-0.conda") ==
+          "https://repo.example/chan/linux-64/a-1-0.conda");
+    CHECK(redact_url("https://conda.anaconda.org/t/tk-1234/private/noarch/") ==
+          "https://conda.anaconda.org/t/<token>/private/noarch/");
+    CHECK(redact_url("https://repo.example/a/t/b/noarch/") == "https://repo.example/a/t/b/noarch/");  // a folder "t"
+    CHECK(redact_url("file:///srv/t/x/noarch/") == "file:///srv/t/x/noarch/");
+    CHECK(redact_url("https://repo.example/chan?sig=abc") == "https://repo.example/chan?...");
+
+    const ChannelConfig config;
+    std::vector<Channel> channels{Channel::parse("https://alice:s3cret@repo.example/chan", config, "/work"),
+                                  Channel::parse("conda-forge", config, "/work")};
+    CHECK(restore_credentials("https://repo.example/chan/linux-64/a-1-0.conda", channels) ==
+          "https://alice:s3cret@repo.example/chan/linux-64/a-1-0.conda");
+    // Whole path segments only, and URLs of other channels stay as they are.
+    CHECK(restore_credentials("https://repo.example/chan2/linux-64/a.conda", channels) ==
+          "https://repo.example/chan2/linux-64/a.conda");
+    CHECK(restore_credentials("https://conda.anaconda.org/conda-forge/noarch/b.conda", channels) ==
+          "https://conda.anaconda.org/conda-forge/noarch/b.conda");
 }

@@ -5,6 +5,7 @@ over loopback HTTP (ChannelServer); registry bases come from the Distribution re
 """
 import io
 import json
+import os
 import re
 import shutil
 import tarfile
@@ -457,3 +458,35 @@ def test_channel_credentials_are_used_but_never_written(ocibuild, tmp_path, chan
     # Every request, the package downloads included, carried the credentials.
     expected = "Basic " + __import__("base64").b64encode(b"alice:s3cret").decode()
     assert channel.requests and all(h.get("authorization") == expected for (_, _, _, h) in channel.requests)
+
+
+def test_glibc_comes_from_the_base_image_layers(ocibuild, tmp_path, busybox_layout):
+    # A base whose only file is this machine's real libc.so.6 (made by ocibuild from scratch), and the
+    # busybox base without any glibc: __glibc is what the image holds, never what the build host has.
+    libc = Path("/lib/x86_64-linux-gnu/libc.so.6")
+    if not libc.exists():
+        pytest.skip("needs an x86-64 glibc host")
+    host_glibc = ".".join(os.confstr("CS_GNU_LIBC_VERSION").split()[1].split(".")[:2])
+    tree = tmp_path / "ctx-base" / "tree"
+    (tree / "lib" / "x86_64-linux-gnu").mkdir(parents=True)
+    shutil.copy(libc, tree / "lib" / "x86_64-linux-gnu" / "libc.so.6")
+    base_recipe = write_recipe(tmp_path / "ctx-base", RECIPE.split("[[step]]")[0] + '[[step]]\ncopy = { from = "tree/", to = "/" }\n')
+    ocibuild("build", base_recipe, "-o", f"oci:{tmp_path / 'glibc-base'}:1")
+
+    folder = tmp_path / "channel"
+    make_channel(folder, [package("tool", "1.0", ["__glibc >=2.17"]), package("tool", "9.0", ["__glibc >=99.0"])])
+    with ChannelServer(folder) as server:
+        def lock(base: str, directory: str):
+            text = RECIPE.format(url=server.url, packages='["tool"]').replace('ref = "scratch"', f'ref = "{base}"')
+            recipe = write_recipe(tmp_path / directory, text)
+            return recipe, ocibuild("lock", recipe, check=False)
+
+        recipe, proc = lock(f"oci:{tmp_path / 'glibc-base'}:1", "ctx-glibc")
+        assert proc.returncode == 0, proc.stderr
+        entry = tomllib.loads(recipe.with_suffix(".lock").read_text())["conda"][0]
+        assert entry["virtual_packages"]["__glibc"] == host_glibc
+        assert [(p["name"], p["version"]) for p in entry["package"]] == [("tool", "1.0")]
+
+        _, proc = lock(f"oci:{busybox_layout}:1", "ctx-busybox")
+        assert proc.returncode == 1
+        assert "needs __glibc" in proc.stderr and "the base image has no glibc" in proc.stderr, proc.stderr

@@ -284,7 +284,8 @@ BuiltImage build_image(const recipe::Recipe& recipe, const store::Store& store, 
     auto base = load_pinned_base(recipe, store, options, previous, lock_path, true, options.locked);
     auto lock = detail::resolve_lock(recipe, base, base_entry(recipe, base), store, options, previous, lock_path,
                                      options.locked ? detail::LockMode::locked : detail::LockMode::build);
-    if (previous ? *previous != lock : has_conda_steps(recipe)) {
+    // --locked never writes: a lock whose entries only moved with their steps is left as it is.
+    if (!options.locked && (previous ? *previous != lock : has_conda_steps(recipe))) {
         if (previous && previous->base != lock.base) log("lock: base " + recipe.base.ref + " pinned to " +
                                                          (lock.base->digest.empty() ? "nothing" : lock.base->digest));
         write_lock(lock_path, lock);

@@ -194,6 +194,7 @@ LockFile resolve_lock(const recipe::Recipe& recipe, const BaseImage& base, const
     std::optional<conda::TargetFacts> facts;  // read from the base only when there is a conda step
     const auto config = channel_config(recipe, options.conda);
     std::set<std::size_t> conda_steps;
+    std::set<std::size_t> claimed;  // step numbers of the lock entries in use
     std::string locked_mismatch;
     for (std::size_t i = 0; i < recipe.steps.size(); ++i) {
         const auto& step = recipe.steps[i];
@@ -229,6 +230,21 @@ LockFile resolve_lock(const recipe::Recipe& recipe, const BaseImage& base, const
 
             const LockedCondaStep* locked = previous ? previous->find(index) : nullptr;
             auto stale = mismatch(locked, entry);
+            if (!stale.empty() && previous) {
+                // A step inserted or removed above moves this one: an entry with the same inputs and
+                // prefix under another number is still this step's answer (no re-solve for an apt step).
+                for (const auto& other : previous->conda) {
+                    if (other.step != index && other.prefix == entry.prefix && other.inputs == entry.inputs &&
+                        !other.packages.empty() && !claimed.contains(other.step)) {
+                        locked = &other;
+                        stale.clear();
+                        log("lock: step " + std::to_string(index) + " uses the lock entry of step " +
+                            std::to_string(other.step) + " (same packages requested; the step moved)");
+                        break;
+                    }
+                }
+            }
+            if (locked != nullptr && stale.empty()) claimed.insert(locked->step);
             std::vector<conda::PackageRecord> preferred;
             switch (mode) {
                 case LockMode::locked:
@@ -276,7 +292,7 @@ LockFile resolve_lock(const recipe::Recipe& recipe, const BaseImage& base, const
     }
     if (mode == LockMode::locked && previous) {
         for (const auto& s : previous->conda)
-            if (!conda_steps.contains(s.step))
+            if (!conda_steps.contains(s.step) && !claimed.contains(s.step))
                 throw Error(ErrorCategory::invalid_input,
                             recipe.file.string() + ": the lock file " + lock_path.string() + " does not match: it locks step " +
                                 std::to_string(s.step) + " as a conda step, which the recipe no longer has" +

@@ -490,3 +490,27 @@ def test_glibc_comes_from_the_base_image_layers(ocibuild, tmp_path, busybox_layo
         _, proc = lock(f"oci:{busybox_layout}:1", "ctx-busybox")
         assert proc.returncode == 1
         assert "needs __glibc" in proc.stderr and "the base image has no glibc" in proc.stderr, proc.stderr
+
+
+def test_a_run_step_inserted_above_keeps_the_conda_answer(ocibuild, tmp_path, busybox_layout):
+    # Adding an apt-style step before a conda step moves its number, not its packages.
+    folder = tmp_path / "channel"
+    make_channel(folder, FIRST_CHANNEL)
+    with ChannelServer(folder) as server:
+        text = RECIPE.format(url=server.url, packages='["app"]').replace('ref = "scratch"', f'ref = "oci:{busybox_layout}:1"')
+        recipe = write_recipe(tmp_path / "ctx", text)
+        ocibuild("lock", recipe)
+        lock_file = tmp_path / "ctx" / "recipe.lock"
+        before = tomllib.loads(lock_file.read_text())["conda"][0]
+        assert before["step"] == 1
+        # The channel moves on: a fresh solve would now pick libb 2.0.
+        make_channel(folder, FIRST_CHANNEL + [package("libb", "2.0", ["liba >=1.0"])])
+        moved = text.replace("[[step]]\n[step.conda]", '[[step]]\nrun = "echo hi > /etc/motd"\n\n[[step]]\n[step.conda]', 1)
+        recipe.write_text(moved)
+        ocibuild("build", recipe, "--locked", "-o", f"oci:{tmp_path / 'out'}:1")
+        assert tomllib.loads(lock_file.read_text())["conda"][0]["step"] == 1  # --locked wrote nothing
+        proc = ocibuild("build", recipe, "-o", f"oci:{tmp_path / 'out'}:2")
+        after = tomllib.loads(lock_file.read_text())["conda"][0]
+        assert after["step"] == 2
+        assert after["package"] == before["package"], "the moved step was solved again"
+        assert "uses the lock entry of step 1" in proc.stderr + proc.stdout

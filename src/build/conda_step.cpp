@@ -22,12 +22,6 @@ using core::Error;
 using core::ErrorCategory;
 namespace fs = std::filesystem;
 
-conda::ChannelPriority parse_priority(const std::string& text) {
-    if (text == "flexible") return conda::ChannelPriority::flexible;
-    if (text == "disabled") return conda::ChannelPriority::disabled;
-    return conda::ChannelPriority::strict;
-}
-
 std::string join(const std::vector<std::string>& items, std::string_view separator = ", ") {
     std::string out;
     for (const auto& item : items) out += (out.empty() ? "" : std::string(separator)) + item;
@@ -135,7 +129,7 @@ std::vector<conda::PackageRecord> solve_step(const recipe::CondaStep& step, cons
     }
     request.channel_names = step.channels;
     request.virtual_packages = virtuals;
-    request.priority = parse_priority(step.channel_priority);
+    request.priority = conda::parse_channel_priority(step.channel_priority).value_or(conda::ChannelPriority::strict);
     // Lock files hold URLs without credentials; the channels being solved may carry them.
     for (auto& p : preferred) {
         p.url = conda::restore_credentials(p.url, channels);

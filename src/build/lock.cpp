@@ -21,29 +21,11 @@ using core::ErrorCategory;
 
 // ---- writing --------------------------------------------------------------------------------
 
-// A TOML basic string: quotes, backslashes and control characters escaped.
+// A TOML basic string, escaped by toml++ (UTF-8 kept as it is, so the lock diffs well).
 std::string toml_string(std::string_view s) {
-    std::string out = "\"";
-    for (char c : s) {
-        auto u = static_cast<unsigned char>(c);
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\t': out += "\\t"; break;
-            case '\r': out += "\\r"; break;
-            default:
-                if (u < 0x20 || u == 0x7f) {
-                    static constexpr char hex[] = "0123456789ABCDEF";
-                    out += "\\u00";
-                    out += hex[u >> 4];
-                    out += hex[u & 15];
-                } else {
-                    out += c;
-                }
-        }
-    }
-    return out + "\"";
+    std::ostringstream out;
+    out << toml::toml_formatter{toml::value<std::string>{std::string(s)}, toml::format_flags::allow_unicode_strings};
+    return out.str();
 }
 
 // A bare key when TOML allows one, else a quoted key.

@@ -65,13 +65,6 @@ VirtualPackageFlag parse_virtual_package_flag(const std::string& text) {
     return flag;
 }
 
-conda::ChannelPriority parse_priority(const std::string& text) {
-    if (text == "strict") return conda::ChannelPriority::strict;
-    if (text == "flexible") return conda::ChannelPriority::flexible;
-    if (text == "disabled") return conda::ChannelPriority::disabled;
-    throw UsageError("bad --channel-priority \"" + text + "\": expected strict, flexible or disabled");
-}
-
 /// glibc of the build host ("2.36"): `solve` has no base image to look into.
 std::optional<std::string> host_glibc() {
     const std::string version = ::gnu_get_libc_version();
@@ -179,7 +172,9 @@ int run_solve(SolveArgs& args) {
             throw UsageError("bad package spec \"" + spec + "\": " + parsed.error().message + " (at character " +
                              std::to_string(parsed.error().offset + 1) + ")");
     }
-    const auto priority = parse_priority(args.channel_priority);
+    const auto priority = conda::parse_channel_priority(args.channel_priority);
+    if (!priority)
+        throw UsageError("bad --channel-priority \"" + args.channel_priority + "\": expected strict, flexible or disabled");
     std::string subdir;
     try {
         subdir = conda::subdir_for(platform_or_host(args.platform));
@@ -192,12 +187,7 @@ int run_solve(SolveArgs& args) {
         config.channel_alias = args.channel_alias;
         while (config.channel_alias.ends_with('/')) config.channel_alias.pop_back();
     }
-    for (const auto& m : args.mirrors) {
-        const auto eq = m.find('=');
-        if (eq == std::string::npos || eq == 0 || eq + 1 == m.size())
-            throw UsageError("bad --mirror \"" + m + "\": expected FROM=TO, like https://conda.anaconda.org=https://mirror.example");
-        config.mirrors[m.substr(0, eq)].push_back(m.substr(eq + 1));
-    }
+    config.mirrors = parse_mirror_flags(args.mirrors);
     std::vector<conda::Channel> channels;
     std::map<std::string, std::string> channel_names;  // url → as written
     const fs::path cwd = fs::current_path();
@@ -227,7 +217,7 @@ int run_solve(SolveArgs& args) {
 
     conda::SolveRequest request;
     request.specs = args.specs;
-    request.priority = priority;
+    request.priority = *priority;
     request.virtual_packages = virtual_packages;
     std::size_t records = 0;
     for (std::size_t c = 0; c < channels.size(); ++c) {

@@ -81,15 +81,21 @@ void CondaFlags::add_to(CLI::App& cmd, bool with_locked) {
 
 void CondaFlags::apply(build::BuildOptions& options) const {
     options.conda.channel_alias = channel_alias;
-    for (const auto& m : mirrors) {
-        auto eq = m.find('=');
-        if (eq == std::string::npos || eq == 0 || eq + 1 == m.size())
-            throw UsageError("bad --mirror \"" + m + "\": expected PREFIX=URL");
-        options.conda.mirrors[m.substr(0, eq)].push_back(m.substr(eq + 1));
-    }
+    options.conda.mirrors = parse_mirror_flags(mirrors);
     options.conda.override_env = conda_override_env();
     options.lock_file = lock_file;
     options.locked = locked;
+}
+
+std::map<std::string, std::vector<std::string>> parse_mirror_flags(const std::vector<std::string>& flags) {
+    std::map<std::string, std::vector<std::string>> out;
+    for (const auto& m : flags) {
+        auto eq = m.find('=');
+        if (eq == std::string::npos || eq == 0 || eq + 1 == m.size())
+            throw UsageError("bad --mirror \"" + m + "\": expected PREFIX=URL, like https://conda.anaconda.org=https://mirror.example");
+        out[m.substr(0, eq)].push_back(m.substr(eq + 1));
+    }
+    return out;
 }
 
 std::map<std::string, std::string> conda_override_env() {

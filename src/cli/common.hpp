@@ -65,6 +65,9 @@ struct CondaFlags {
     void apply(build::BuildOptions& options) const;
 };
 
+/// --mirror PREFIX=URL values (repeatable) → prefix → URLs in order; throws UsageError for a bad one.
+[[nodiscard]] std::map<std::string, std::vector<std::string>> parse_mirror_flags(const std::vector<std::string>& flags);
+
 /// CONDA_OVERRIDE_{ARCHSPEC,CUDA,CUDA_ARCH,GLIBC,LINUX} as set ("CUDA" → "12.4"); set-but-empty
 /// counts (it removes the virtual package).
 [[nodiscard]] std::map<std::string, std::string> conda_override_env();

@@ -620,6 +620,13 @@ struct SolverDeleter {
 
 }  // namespace
 
+std::optional<ChannelPriority> parse_channel_priority(std::string_view text) {
+    if (text == "strict") return ChannelPriority::strict;
+    if (text == "flexible") return ChannelPriority::flexible;
+    if (text == "disabled") return ChannelPriority::disabled;
+    return std::nullopt;
+}
+
 std::vector<PackageRecord> solve(const SolveRequest& request) {
     std::vector<MatchSpec> user_specs;
     for (const std::string& text : request.specs) {

@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include "ocibuild/conda/match_spec.hpp"
+#include "ocibuild/conda/solver.hpp"
 #include "ocibuild/conda/version.hpp"
 #include "reader.hpp"
 
@@ -356,7 +357,7 @@ CondaStep parse_conda(Reader& r, const toml::node& n, std::string_view step) {
     if (const auto* v = t->get("virtual_packages")) parse_virtual_packages(r, *v, where, c);
     if (const auto* v = t->get("channel_priority")) {
         if (auto priority = r.string(*v, subject("channel_priority", where))) {
-            if (*priority == "strict" || *priority == "flexible" || *priority == "disabled")
+            if (conda::parse_channel_priority(*priority))
                 c.channel_priority = *priority;
             else
                 r.error(r.at(*v), subject("channel_priority", where) +

@@ -5,7 +5,9 @@
 // candidate order (fewer track_features, higher version, higher build number) through the evr
 // each solvable gets. Only the records whose names are reachable from the request are loaded.
 #include <cstddef>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ocibuild/conda/repodata.hpp"
@@ -17,6 +19,9 @@ namespace ocibuild::conda {
 /// strict: a name found in a higher-priority channel is never taken from a lower one (default);
 /// flexible: higher priority preferred, lower ones allowed when needed; disabled: version first.
 enum class ChannelPriority { strict, flexible, disabled };
+
+/// "strict", "flexible" or "disabled" (as recipes, lock files and flags spell them); nullopt otherwise.
+[[nodiscard]] std::optional<ChannelPriority> parse_channel_priority(std::string_view text);
 
 struct SolveRequest {
     std::vector<std::string> specs;  // as the user wrote them

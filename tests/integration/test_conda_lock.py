@@ -514,3 +514,10 @@ def test_a_run_step_inserted_above_keeps_the_conda_answer(ocibuild, tmp_path, bu
         assert after["step"] == 2
         assert after["package"] == before["package"], "the moved step was solved again"
         assert "uses the lock entry of step 1" in proc.stderr + proc.stdout
+
+
+def test_a_bad_mirror_flag_is_a_usage_error_and_writes_nothing(ocibuild, tmp_path, channel):
+    recipe = conda_recipe(tmp_path / "ctx", channel.url)
+    proc = ocibuild("lock", recipe, "--mirror", "=http://x", check=False)
+    assert proc.returncode == 2 and 'bad --mirror "=http://x": expected PREFIX=URL' in proc.stderr
+    assert not (tmp_path / "ctx" / "recipe.lock").exists()

@@ -249,6 +249,8 @@ def test_bad_spec_and_flags_are_usage_errors(solve, channels):
     assert proc.returncode == 2 and "cuda=12" in proc.stderr
     proc = run([solve.binary, "solve", "foo", "-c", chan, "--platform", "darwin/arm64"], check=False)
     assert proc.returncode == 2 and "darwin/arm64" in proc.stderr
+    proc = solve("foo", "-c", chan, "--mirror", "https://conda.anaconda.org", check=False)
+    assert proc.returncode == 2 and 'bad --mirror "https://conda.anaconda.org": expected PREFIX=URL' in proc.stderr
 
 
 def test_second_run_revalidates_with_304(solve, tmp_path):

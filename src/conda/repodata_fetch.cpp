@@ -145,6 +145,15 @@ public:
         }
     }
 
+    /// Drops the entry: data that did not parse must be fetched again, not revalidated (a 304
+    /// would keep a corrupt copy forever).
+    void forget() const {
+        if (!enabled()) return;
+        std::error_code ec;
+        std::filesystem::remove(meta_path(), ec);
+        for (std::string_view file : {kZst, kJson}) std::filesystem::remove(body_path(file), ec);
+    }
+
 private:
     std::filesystem::path dir_;
     std::string key_;
@@ -224,7 +233,12 @@ private:
         if (entry.missing) return missing(url, "HTTP 404");
         const auto path = cache.body_path(entry.file);
         const std::string source = redact_url(url) + " (cached as " + path.string() + ")";
-        return parse(body_to_json(read_padded(path), entry.file == kZst, source), source);
+        try {
+            return parse(body_to_json(read_padded(path), entry.file == kZst, source), source);
+        } catch (const Error&) {
+            cache.forget();
+            throw;
+        }
     }
 
     RepoData load_http() {
@@ -273,7 +287,12 @@ private:
                 if (file == kZst) entry.zst_missing_since = 0;
                 if (cache.enabled()) cache.store(entry);
                 log(std::to_string(status) + ", " + std::to_string(got.body.size()) + " bytes" + (file == kZst ? " zst" : ""));
-                return parse(body_to_json(std::move(got.body), file == kZst, redact_url(url)), redact_url(url));
+                try {
+                    return parse(body_to_json(std::move(got.body), file == kZst, redact_url(url)), redact_url(url));
+                } catch (const Error&) {
+                    cache.forget();
+                    throw;
+                }
             }
             const ErrorCategory category =
                 status == 401 || status == 403 ? ErrorCategory::unauthorized : ErrorCategory::unavailable;

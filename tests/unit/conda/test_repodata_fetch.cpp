@@ -270,6 +270,23 @@ TEST_CASE("load_repodata: corrupt data and HTTP errors name the URL, never crede
               ": HTTP 404");
 }
 
+TEST_CASE("load_repodata: data that does not parse is not kept in the cache") {
+    RepoServer server;
+    server.put("/chan/noarch/repodata.json", R"({"packages": {"a-1-0.tar.bz2": {"name": "a", "version": 1}}})");
+    Fixture f;
+    const Channel chan = f.channel(server.url("/chan"));
+    CHECK(error_of([&] { (void)load_repodata(chan, "noarch", f.options); }, ErrorCategory::invalid_input)
+              .starts_with(server.url("/chan/noarch/repodata.json") + ": byte 56:"));
+    // The next load asks for the whole file again (no If-None-Match a 304 could answer with the
+    // corrupt copy) and, the server fixed, succeeds.
+    server.put("/chan/noarch/repodata.json", repodata("noarch", {"a"}));
+    CHECK(dists(load_repodata(chan, "noarch", f.options)) == std::vector<std::string>{server.url("/chan/noarch/a-1.0-0.conda")});
+    CHECK_FALSE(server.requests().back().has_header("if-none-match"));
+    // Offline, nothing corrupt was left to fall back on either: the good copy is what is cached now.
+    f.options.offline = true;
+    CHECK(dists(load_repodata(chan, "noarch", f.options)).size() == 1);
+}
+
 TEST_CASE("load_channels reads file:// channels in place and keeps priority order") {
     RepoServer server;
     server.put("/web/linux-64/repodata.json", repodata("linux-64", {"w"}));

@@ -14,6 +14,7 @@
 #   BENCH_RUNS     rounds (default 3); rows run round-robin, median wall and largest RSS shown
 #   BENCH_WORK     parent of the scratch directory (default /var/tmp); every destination lives
 #                  there, on the same filesystem
+#   BENCH_COLD     1: skip the memory warm-up before each timed command (see below)
 #
 # The image is made without ocibuild: the tree from gen_cuda_tree.py (seed 1) is cut, in path
 # order, into BENCH_LAYERS chunks of about equal bytes; each chunk (with the directories above its
@@ -27,6 +28,13 @@
 # last round ends (about 2.5 GB per round), because recent deletions slow file creation on ext4
 # without a journal; the page cache is warm (the blobs are read first). Start it on a filesystem
 # that saw no large deletion in the last few minutes.
+#
+# Memory warm-up: on a VM whose host backs guest memory lazily and takes freed memory back (virtio
+# free page reporting; this project's VMs), the first write to a page costs ~10x a later one:
+# 0.4 GB/s instead of 3.5 GB/s for `dd` into tmpfs. Each unpack puts ~600 MB of new files into the
+# page cache, so that cost (about 1.5 s, the same for every tool) would be timed with the tool.
+# Before each timed command, 2 GB are written to and deleted from /dev/shm (untimed), so every row
+# gets memory the host already backs, as on bare metal. BENCH_COLD=1 times the cold case.
 #
 # Installs nothing: without umoci the peer row is skipped with a note (apt-get install umoci).
 set -euo pipefail
@@ -194,9 +202,16 @@ mapfile -t BLOBS < <(layer_blobs)
 WORK=$(mktemp -d "${BENCH_WORK:-/var/tmp}/ocibuild-unpackbench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-measure() {  # measure PREP CMD: PREP and a sync (untimed), then CMD once; sets M_WALL (s), M_RSS (KB)
+warm_memory() {  # see "Memory warm-up" above
+    [[ ${BENCH_COLD:-0} == 1 ]] && return 0
+    dd if=/dev/zero of=/dev/shm/ocibuild-bench-warm bs=1M count=2048 status=none
+    rm -f /dev/shm/ocibuild-bench-warm
+}
+
+measure() {  # measure PREP CMD: PREP, a sync and the warm-up (untimed), then CMD once; sets M_WALL (s), M_RSS (KB)
     [[ -z $1 ]] || bash -c "$1"
     sync
+    warm_memory
     /usr/bin/time -f '%e %M' -o "$WORK/time" bash -c "$2" >/dev/null
     read -r M_WALL M_RSS <"$WORK/time"
 }
@@ -211,7 +226,7 @@ echo "unpack benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(uname -m), $NPROC core
 echo "  cpu: $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "  image $LAYOUT:$TAG: ${#BLOBS[@]} gzip layers, $(awk -v b="$comp_bytes" 'BEGIN { printf "%.1f", b / 1e6 }') MB compressed," \
      "$(awk -v b="$tar_bytes" 'BEGIN { printf "%.1f", b / 1e6 }') MB of uncompressed tar"
-echo "  destinations: $WORK ($(findmnt -n -o FSTYPE -T "$WORK" | head -1))"
+echo "  destinations: $WORK ($(findmnt -n -o FSTYPE -T "$WORK" | head -1)); memory warm-up before each command: $([[ ${BENCH_COLD:-0} == 1 ]] && echo no || echo yes)"
 
 ROWS=() PREPS=() CMDS=()
 row() { ROWS+=("$1"); PREPS+=("$2"); CMDS+=("$3"); }

@@ -109,11 +109,7 @@ int run_unpack(UnpackArgs& args) {
         const auto& l = manifest.layers[i];
         const std::string what = "layer " + std::to_string(i + 1) + "/" + std::to_string(manifest.layers.size()) +
                                  " (" + l.digest.str().substr(0, 19) + ")";
-        auto fd = store.open_blob(l.digest);
-        const auto stats = layer::apply_layer(fd.get(), dir, options, what);
-        if (stats.diff_id != config.diff_ids[i])
-            throw Error(ErrorCategory::integrity, what + ": uncompressed content has digest " + stats.diff_id.str() +
-                                                      " but the config's diff_id is " + config.diff_ids[i].str());
+        const auto stats = layer::apply_stored_layer(store, l, config.diff_ids[i], dir, options, what);
         entries += stats.entries;
         bytes += stats.bytes;
     }

@@ -152,8 +152,9 @@ struct SkippedXattr {
 
 class Applier final : public detail::WalkPolicy {
 public:
-    Applier(const std::filesystem::path& root, const ApplyOptions& options, std::string_view what)
+    Applier(const std::filesystem::path& root, const ApplyOptions& options, std::string_view what, bool hash)
         : options_(options),
+          hash_(hash),
           what_(what),
           root_(root, options.use_openat2),
           rootless_(options.ownership == Ownership::rootless_xattr),
@@ -161,7 +162,7 @@ public:
           euid_(::geteuid()) {}
 
     ApplyStats run(int layer_fd) {
-        auto source = detail::open_plain_source(layer_fd, what_);
+        auto source = detail::open_plain_source(layer_fd, what_, hash_);
         ReadContext ctx;
         ctx.source = source.get();
         detail::ReadArchive archive(archive_read_new());
@@ -771,6 +772,7 @@ private:
     }
 
     const ApplyOptions& options_;
+    bool hash_;
     std::string what_;
     detail::RootDir root_;
     bool rootless_;
@@ -790,8 +792,26 @@ private:
 
 ApplyStats apply_layer(int layer_fd, const std::filesystem::path& root, const ApplyOptions& options,
                        std::string_view what) {
-    Applier applier(root, options, what);
+    Applier applier(root, options, what, true);
     return applier.run(layer_fd);
+}
+
+ApplyStats apply_stored_layer(const store::Store& store, const oci::Descriptor& layer, const core::Digest& diff_id,
+                              const std::filesystem::path& root, const ApplyOptions& options, std::string_view what) {
+    const bool known = layer.digest == diff_id || store.recorded_diff_id(layer.digest) == diff_id;
+    const core::UniqueFd blob = store.open_blob(layer.digest);
+    Applier applier(root, options, what, !known);
+    ApplyStats stats = applier.run(blob.get());
+    if (known) {
+        stats.diff_id = diff_id;
+        return stats;
+    }
+    if (stats.diff_id != diff_id)
+        throw Error(ErrorCategory::integrity, std::string(what) + ": uncompressed content has digest " +
+                                                  stats.diff_id.str() + " but the config's diff_id is " +
+                                                  diff_id.str());
+    store.record_diff_id(layer.digest, diff_id);
+    return stats;
 }
 
 std::optional<RecordedOwner> recorded_owner(const std::filesystem::path& path) {

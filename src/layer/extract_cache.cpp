@@ -140,13 +140,7 @@ fs::path ExtractionCache::get(const store::Store& store, const oci::Descriptor& 
         try {
             // The lowerdir's root mode shows as the container's "/" when no layer sets "./".
             if (::chmod(temp.c_str(), 0755) != 0) core::throw_errno("cannot chmod " + temp.string());
-            const std::string what = "layer " + layer.digest.str();
-            const core::UniqueFd blob = store.open_blob(layer.digest);
-            const ApplyStats stats = apply_layer(blob.get(), temp, options_, what);
-            if (stats.diff_id != diff_id) {
-                throw core::Error(core::ErrorCategory::integrity, what + " decompresses to " + stats.diff_id.str() +
-                                                                      " but the config says " + diff_id.str());
-            }
+            (void)apply_stored_layer(store, layer, diff_id, temp, options_, "layer " + layer.digest.str());
             if (::rename(temp.c_str(), final_dir.c_str()) != 0) {
                 // Someone finished the same layer without our lock (its lock file was deleted under
                 // us): the trees are identical, keep theirs.

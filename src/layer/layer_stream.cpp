@@ -30,13 +30,14 @@ using core::ErrorCategory;
 
 constexpr std::size_t input_chunk = std::size_t{256} << 10;
 constexpr std::size_t output_chunk = std::size_t{1} << 20;
-constexpr std::size_t read_ahead_chunks = 4;
+constexpr std::size_t read_ahead_chunks = 6;
 constexpr off_t read_ahead_threshold = off_t{4} << 20;  // smaller blobs: no thread
 
-/// Pull-mode decompression of one blob, hashing what comes out.
+/// Pull-mode decompression of one blob, hashing what comes out unless told not to.
 class Decoder {
 public:
-    Decoder(int fd, std::string what) : fd_(fd), what_(std::move(what)), in_(input_chunk) {}
+    Decoder(int fd, std::string what, bool hash = true)
+        : fd_(fd), what_(std::move(what)), in_(input_chunk), hash_output_(hash) {}
     ~Decoder() {
         if (zs_ != nullptr) ZSTD_freeDCtx(zs_);
     }
@@ -56,11 +57,11 @@ public:
             case Kind::unknown: break;
         }
         if (n == 0) done_ = true;
-        hash_.update(out, n);
+        if (hash_output_) hash_.update(out, n);
         return n;
     }
 
-    /// The sha256 of everything read() returned; call once, after read() returned 0.
+    /// The sha256 of everything read() returned (when hashing); call once, after read() returned 0.
     core::Digest digest() { return hash_.finish(); }
 
 private:
@@ -288,12 +289,14 @@ private:
     bool member_done_ = false;
     ZSTD_DCtx* zs_ = nullptr;
     bool zs_frame_done_ = false;
+    bool hash_output_;
     core::Sha256 hash_;
 };
 
 class DirectSource final : public PlainSource {
 public:
-    DirectSource(int fd, std::string what) : decoder_(fd, std::move(what)), buffer_(new char[output_chunk]) {}
+    DirectSource(int fd, std::string what, bool hash)
+        : decoder_(fd, std::move(what), hash), buffer_(new char[output_chunk]) {}
     std::span<const char> next() override {
         return {buffer_.get(), decoder_.read(buffer_.get(), output_chunk)};
     }
@@ -308,15 +311,19 @@ private:
     std::unique_ptr<char[]> buffer_;
 };
 
-/// Decompresses on a thread of its own, up to read_ahead_chunks chunks ahead of the consumer.
+/// Decompresses on a thread of its own, up to read_ahead_chunks chunks ahead of the consumer, and
+/// hashes on another. A chunk is reused once both the consumer and the hasher are done with it.
 class ReadAheadSource final : public PlainSource {
 public:
-    ReadAheadSource(int fd, std::string what) : decoder_(fd, std::move(what)) {
+    ReadAheadSource(int fd, std::string what, bool hash)
+        : decoder_(fd, std::move(what), false), users_per_chunk_(hash ? 2 : 1) {
         for (std::size_t i = 0; i < read_ahead_chunks; ++i) {
             buffers_.emplace_back(new char[output_chunk]);
             free_.push_back(i);
         }
-        thread_ = std::thread([this] { produce(); });
+        users_.assign(read_ahead_chunks, 0);
+        producer_ = std::thread([this] { produce(); });
+        if (hash) hasher_ = std::thread([this] { hash_chunks(); });
     }
     ~ReadAheadSource() override {
         {
@@ -324,7 +331,8 @@ public:
             stop_ = true;
         }
         cv_.notify_all();
-        if (thread_.joinable()) thread_.join();
+        if (producer_.joinable()) producer_.join();
+        if (hasher_.joinable()) hasher_.join();
     }
     ReadAheadSource(const ReadAheadSource&) = delete;
     ReadAheadSource& operator=(const ReadAheadSource&) = delete;
@@ -332,9 +340,8 @@ public:
     std::span<const char> next() override {
         std::unique_lock lock(mutex_);
         if (current_) {
-            free_.push_back(*current_);
+            release(*current_);
             current_.reset();
-            cv_.notify_all();
         }
         cv_.wait(lock, [&] { return !full_.empty() || finished_; });
         if (!full_.empty()) {
@@ -350,11 +357,19 @@ public:
     core::Digest finish() override {
         while (!next().empty()) {
         }
-        thread_.join();
+        producer_.join();
+        if (hasher_.joinable()) hasher_.join();
         return digest_;
     }
 
 private:
+    /// One user of chunk `index` is done with it (under mutex_).
+    void release(std::size_t index) {
+        if (--users_[index] > 0) return;
+        free_.push_back(index);
+        cv_.notify_all();
+    }
+
     void produce() {
         for (;;) {
             std::size_t index = 0;
@@ -377,14 +392,18 @@ private:
                     }
                     size += n;
                 }
-                if (end) digest_ = decoder_.digest();
             } catch (...) {
                 error = std::current_exception();
             }
             {
                 std::lock_guard lock(mutex_);
-                if (size > 0) full_.emplace_back(index, size);
-                else free_.push_back(index);
+                if (size > 0) {
+                    users_[index] = users_per_chunk_;
+                    full_.emplace_back(index, size);
+                    if (users_per_chunk_ > 1) to_hash_.emplace_back(index, size);
+                } else {
+                    free_.push_back(index);
+                }
                 if (error) error_ = error;
                 if (end || error) finished_ = true;
             }
@@ -393,27 +412,50 @@ private:
         }
     }
 
+    void hash_chunks() {
+        core::Sha256 sha;
+        for (;;) {
+            std::pair<std::size_t, std::size_t> chunk;
+            {
+                std::unique_lock lock(mutex_);
+                cv_.wait(lock, [&] { return !to_hash_.empty() || finished_ || stop_; });
+                if (to_hash_.empty()) break;  // the stream ended (or failed, or was abandoned)
+                chunk = to_hash_.front();
+                to_hash_.pop_front();
+            }
+            sha.update(buffers_[chunk.first].get(), chunk.second);
+            std::lock_guard lock(mutex_);
+            release(chunk.first);
+        }
+        std::lock_guard lock(mutex_);
+        if (!error_ && !stop_) digest_ = sha.finish();
+    }
+
     Decoder decoder_;
     std::vector<std::unique_ptr<char[]>> buffers_;
+    int users_per_chunk_;     // the consumer, and the hasher if any
+    std::vector<int> users_;  // per chunk: how many of them are not done with it yet
     std::mutex mutex_;
     std::condition_variable cv_;
     std::deque<std::size_t> free_;
-    std::deque<std::pair<std::size_t, std::size_t>> full_;
+    std::deque<std::pair<std::size_t, std::size_t>> full_;     // for the consumer
+    std::deque<std::pair<std::size_t, std::size_t>> to_hash_;  // for the hasher
     std::optional<std::size_t> current_;
-    bool finished_ = false;
+    bool finished_ = false;  // the producer is done (end of stream or error)
     bool stop_ = false;
     std::exception_ptr error_;
     core::Digest digest_;
-    std::thread thread_;
+    std::thread producer_;
+    std::thread hasher_;
 };
 
 }  // namespace
 
-std::unique_ptr<PlainSource> open_plain_source(int fd, const std::string& what) {
+std::unique_ptr<PlainSource> open_plain_source(int fd, const std::string& what, bool hash) {
     struct stat st {};
     if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size - ::lseek(fd, 0, SEEK_CUR) > read_ahead_threshold)
-        return std::make_unique<ReadAheadSource>(fd, what);
-    return std::make_unique<DirectSource>(fd, what);
+        return std::make_unique<ReadAheadSource>(fd, what, hash);
+    return std::make_unique<DirectSource>(fd, what, hash);
 }
 
 }  // namespace ocibuild::layer::detail

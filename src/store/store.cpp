@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -206,6 +207,27 @@ void Store::import_blob(const Store& from, const oci::Descriptor& desc, bool tru
         w.write(buf.data(), n);
     }
     w.commit(desc.media_type, desc.digest, desc.size);
+}
+
+namespace {
+constexpr const char* diff_id_xattr = "user.ocibuild.diff_id";
+}
+
+std::optional<core::Digest> Store::recorded_diff_id(const core::Digest& digest) const {
+    char value[160];
+    const ssize_t n = ::getxattr(blob_path(digest).c_str(), diff_id_xattr, value, sizeof value);
+    if (n <= 0) return std::nullopt;
+    auto parsed = core::Digest::parse(std::string_view(value, static_cast<std::size_t>(n)));
+    if (!parsed) return std::nullopt;
+    return *parsed;
+}
+
+void Store::record_diff_id(const core::Digest& digest, const core::Digest& diff_id) const noexcept {
+    try {
+        const std::string value = diff_id.str();
+        (void)::setxattr(blob_path(digest).c_str(), diff_id_xattr, value.data(), value.size(), 0);
+    } catch (...) {  // a digest string that cannot be built: nothing recorded, as documented
+    }
 }
 
 oci::ImageIndex Store::index() const {

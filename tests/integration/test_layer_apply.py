@@ -557,6 +557,23 @@ def test_diff_id_mismatch_is_an_integrity_error(world):
     assert "layer 1/1" in proc.stderr and "diff_id" in proc.stderr and "sha256:" + "1" * 64 in proc.stderr
 
 
+def test_checked_diff_id_is_not_taken_for_another(world):
+    # The first unpack checks the layer against its diff_id and records it on the stored blob, so
+    # later unpacks skip hashing the tar; a config that names another diff_id for the same blob
+    # must still fail.
+    layer = tar_of([reg("f", b"checked")])
+    world.unpack([layer], check=True)
+    shutil.rmtree(world.root)
+    world.root.mkdir()
+    world.unpack([layer], check=True)
+    assert (world.root / "f").read_bytes() == b"checked"
+    shutil.rmtree(world.root)
+    world.root.mkdir()
+    proc = world.unpack([layer], diff_ids=["sha256:" + "2" * 64])
+    assert proc.returncode == 1
+    assert "uncompressed content has digest" in proc.stderr and "sha256:" + "2" * 64 in proc.stderr
+
+
 def test_target_must_be_empty_unless_forced(world):
     (world.root / "existing").write_text("x")
     proc = world.unpack([tar_of([reg("f", b"1")])])

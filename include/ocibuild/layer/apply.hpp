@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "ocibuild/core/digest.hpp"
+#include "ocibuild/oci/descriptor.hpp"
+#include "ocibuild/store/store.hpp"
 
 namespace ocibuild::layer {
 
@@ -64,6 +66,14 @@ struct ApplyStats {
 /// entry ("layer sha256:…: entry \"../x\": path escapes the root"), other categories for I/O.
 ApplyStats apply_layer(int layer_fd, const std::filesystem::path& root, const ApplyOptions& options,
                        std::string_view what);
+
+/// apply_layer for `layer`, a blob in `store`, whose tar must have the sha256 `diff_id` (the
+/// config's): core::Error(integrity) naming both digests otherwise. The tar is hashed only until
+/// that was checked once: then the store records it on the blob (Store::record_diff_id) and later
+/// applies skip the hash, as the blob's own digest was verified when it entered the store and its
+/// gzip/zstd checksums are still checked. A blob stored uncompressed is its own diff_id.
+ApplyStats apply_stored_layer(const store::Store& store, const oci::Descriptor& layer, const core::Digest& diff_id,
+                              const std::filesystem::path& root, const ApplyOptions& options, std::string_view what);
 
 /// The owner recorded by Ownership::rootless_xattr on `path`, if any.
 struct RecordedOwner {

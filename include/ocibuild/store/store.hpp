@@ -6,6 +6,10 @@
 //   <root>/blobs/sha256/<hex>    verified blobs only
 //   <root>/ingest/               temporary files of writers in progress (swept when stale)
 //
+// A layer blob whose uncompressed content was once checked against a diff_id carries that digest
+// in the xattr user.ocibuild.diff_id (as containerd keeps it in the label containerd.io/
+// uncompressed), so later applies need not hash the tar again.
+//
 // Lifecycle of a blob:
 //   auto w = store.ingest();          // a private temp file under ingest/
 //   w.write(...);                     // streamed, hashed as it goes
@@ -77,6 +81,12 @@ public:
     /// `trusted`: `from` is a store of ours whose blobs were verified on the way in, so a hard link
     /// is enough; otherwise the bytes are streamed and checked against desc.digest.
     void import_blob(const Store& from, const oci::Descriptor& desc, bool trusted = false) const;
+
+    /// The uncompressed digest recorded for the layer blob `digest` by record_diff_id, if any.
+    [[nodiscard]] std::optional<core::Digest> recorded_diff_id(const core::Digest& digest) const;
+    /// Records that the blob `digest` decompresses to `diff_id`; call only after checking it.
+    /// Best effort: where the filesystem or the blob's owner refuses the xattr, nothing is kept.
+    void record_diff_id(const core::Digest& digest, const core::Digest& diff_id) const noexcept;
 
     /// index.json, read fresh each time (other processes may update it).
     [[nodiscard]] oci::ImageIndex index() const;

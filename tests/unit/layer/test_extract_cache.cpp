@@ -7,6 +7,7 @@
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <array>
@@ -85,6 +86,15 @@ layer::ApplyOptions apply_options() {
     return options;
 }
 
+/// Whether files under `dir` take user.* xattrs (tmpfs before Linux 6.6 does not).
+bool user_xattrs_work(const fs::path& dir) {
+    const fs::path probe = dir / "xattr-probe";
+    std::ofstream(probe).put('x');
+    const bool ok = ::setxattr(probe.c_str(), "user.probe", "1", 1, 0) == 0;
+    fs::remove(probe);
+    return ok;
+}
+
 void age(const fs::path& p, std::chrono::hours by) {
     fs::last_write_time(p, fs::file_time_type::clock::now() - by);
 }
@@ -153,8 +163,8 @@ TEST_CASE("ExtractionCache refuses a layer whose content does not match the diff
         FAIL("no error");
     } catch (const core::Error& e) {
         CHECK(e.category() == core::ErrorCategory::integrity);
-        CHECK(std::string(e.what()) == "layer " + blob.descriptor.digest.str() + " decompresses to " + blob.diff_id.str() +
-                                           " but the config says " + wrong.str());
+        CHECK(std::string(e.what()) == "layer " + blob.descriptor.digest.str() + ": uncompressed content has digest " +
+                                           blob.diff_id.str() + " but the config's diff_id is " + wrong.str());
     }
     // Nothing but the lock file: the temporary tree (with its read-only directory) is gone.
     CHECK(names_in(root) == std::set<std::string>{std::string(wrong.hex()) + ".lock"});
@@ -163,6 +173,15 @@ TEST_CASE("ExtractionCache refuses a layer whose content does not match the diff
     const oci::Descriptor junk = store.put("this is not a tar archive, not even close", "application/octet-stream");
     CHECK_THROWS_AS((void)cache.get(store, junk, wrong), core::Error);
     CHECK(names_in(root) == std::set<std::string>{std::string(wrong.hex()) + ".lock"});
+
+    // Once the blob's true diff_id was checked (and recorded on the blob), a config naming
+    // another diff_id for it is still refused: the record spares the hash only for its own digest.
+    CHECK(store.recorded_diff_id(blob.descriptor.digest) == std::nullopt);
+    (void)cache.get(store, blob.descriptor, blob.diff_id);
+    if (user_xattrs_work(tmp.path())) CHECK(store.recorded_diff_id(blob.descriptor.digest) == blob.diff_id);
+    layer::ExtractionCache other(tmp.path() / "cache2", apply_options());
+    CHECK_THROWS_AS((void)other.get(store, blob.descriptor, wrong), core::Error);
+    CHECK(other.get(store, blob.descriptor, blob.diff_id) == tmp.path() / "cache2" / std::string(blob.diff_id.hex()));
 
     // The right diff_id still works afterwards.
     CHECK(fs::is_directory(cache.get(store, blob.descriptor, blob.diff_id)));

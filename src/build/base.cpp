@@ -10,12 +10,9 @@
 
 namespace ocibuild::build {
 
-namespace {
 using core::Error;
 using core::ErrorCategory;
 
-// Reads a JSON blob and checks its bytes against the descriptor that named it: a store we did not
-// fill ourselves (a user's layout) is not trusted.
 std::string read_verified(const store::Store& store, const oci::Descriptor& desc) {
     auto bytes = store.read(desc.digest);
     auto actual = core::Digest::of(bytes);
@@ -24,6 +21,8 @@ std::string read_verified(const store::Store& store, const oci::Descriptor& desc
                     "blob " + desc.digest.str() + " in " + store.root().string() + " has digest " + actual.str());
     return bytes;
 }
+
+namespace {
 
 // Streams every blobs/sha256/<hex> of an oci-archive into `store`, verified against its name, and
 // returns the archive's index.json.
@@ -59,6 +58,8 @@ oci::ImageIndex import_oci_archive(const std::filesystem::path& file, const stor
     return *index;
 }
 
+}  // namespace
+
 oci::Descriptor resolve_tag(const oci::ImageIndex& index, std::string_view tag, std::string_view where) {
     std::vector<const oci::Descriptor*> candidates;
     std::string tags;
@@ -77,6 +78,8 @@ oci::Descriptor resolve_tag(const oci::ImageIndex& index, std::string_view tag, 
                 std::string(where) + " holds " + std::to_string(candidates.size()) +
                     " images; name one with :TAG (" + tags + ")");
 }
+
+namespace {
 
 BaseImage load_from(const store::Store& source, const oci::Descriptor& top, const oci::Platform& platform,
                     const store::Store& store, std::string name) {

@@ -5,7 +5,10 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <future>
 #include <iostream>
+#include <optional>
+#include <vector>
 
 #include "common.hpp"
 #include "ocibuild/build/base.hpp"
@@ -35,26 +38,39 @@ struct UnpackArgs {
     RegistryFlags registry;
 };
 
-/// The image's top descriptor (index or manifest) in `store`: imported from a layout or archive,
-/// taken from the store's tags, or pulled from a registry, in that order.
-oci::Descriptor locate(UnpackArgs& args, const store::Store& store, const oci::Platform& platform) {
+/// Where the image is read from: a local OCI layout in place (as umoci does: nothing is copied into
+/// the store, and every blob is checked against its digest before it is used), or the store.
+struct ImageSource {
+    std::optional<store::Store> layout;
+    oci::Descriptor top;  // index or manifest
+};
+
+/// The image: a layout read in place; an archive imported into `store`; a tag in the store; or
+/// pulled from a registry, in that order.
+ImageSource locate(UnpackArgs& args, const store::Store& store, const oci::Platform& platform) {
     const std::string& text = args.image;
     if (text.starts_with("oci:") || text.starts_with("oci-archive:")) {
         auto spec = build::OutputSpec::parse(text);
         if (!spec) throw UsageError("bad image location \"" + text + "\": " + spec.error().message);
-        return build::import_local_image(spec->path, spec->tag, spec->kind == build::OutputSpec::Kind::oci_archive,
-                                         store);
+        if (spec->kind == build::OutputSpec::Kind::oci_archive)
+            return {std::nullopt, build::import_local_image(spec->path, spec->tag, true, store)};
+        return core::with_context("reading " + spec->path.string(), [&] {
+            auto layout = store::Store::open(spec->path, false);
+            auto top = build::resolve_tag(layout.index(), spec->tag, spec->path.string());
+            top.annotations.clear();
+            return ImageSource{std::move(layout), std::move(top)};
+        });
     }
     // A tag in the store (what `pull` and `build` leave there) needs no network.
     try {
-        return store.resolve(text);
+        return {std::nullopt, store.resolve(text)};
     } catch (const Error& e) {
         if (e.category() != ErrorCategory::not_found) throw;
     }
     auto ref = parse_reference(text);
     args.registry.quiet = args.quiet;
     auto client = args.registry.make_client({ref.registry});
-    return registry::pull(*client, ref, platform, store).manifest;
+    return {std::nullopt, registry::pull(*client, ref, platform, store).manifest};
 }
 
 bool is_empty_dir(const fs::path& dir) { return fs::directory_iterator(dir) == fs::directory_iterator(); }
@@ -73,14 +89,16 @@ int run_unpack(UnpackArgs& args) {
             throw Error(ErrorCategory::already_exists, args.dir + " is not empty (--force unpacks onto it anyway)");
     }
 
-    auto top = locate(args, store, platform);
+    const ImageSource located = locate(args, store, platform);
+    const store::Store& source = located.layout ? *located.layout : store;
+    const auto& top = located.top;
     auto manifest_desc = oci::media_type::is_index(top.media_type)
-                             ? build::select_platform(store, top, platform, args.image)
+                             ? build::select_platform(source, top, platform, args.image)
                              : top;
-    auto manifest =
-        oci::ImageManifest::parse(store.read(manifest_desc.digest), "manifest " + manifest_desc.digest.str());
-    auto config =
-        oci::ImageConfig::parse(store.read(manifest.config.digest), "config " + manifest.config.digest.str());
+    auto manifest = oci::ImageManifest::parse(build::read_verified(source, manifest_desc),
+                                              "manifest " + manifest_desc.digest.str());
+    auto config = oci::ImageConfig::parse(build::read_verified(source, manifest.config),
+                                          "config " + manifest.config.digest.str());
     if (config.diff_ids.size() != manifest.layers.size())
         throw Error(ErrorCategory::invalid_input,
                     "image " + manifest_desc.digest.str() + " has " + std::to_string(manifest.layers.size()) +
@@ -89,6 +107,14 @@ int run_unpack(UnpackArgs& args) {
         if (!oci::media_type::is_layer(l.media_type))
             throw Error(ErrorCategory::unsupported,
                         "layer " + l.digest.str() + " has media type \"" + l.media_type + "\", not a layer");
+
+    // Blobs that are not ours are each checked before they are used: all checks start now, on
+    // threads of their own, and each layer waits for its own (the later ones run while the
+    // earlier layers are applied).
+    std::vector<std::future<void>> checks;
+    if (located.layout)
+        for (const auto& l : manifest.layers)
+            checks.push_back(std::async(std::launch::async, [&layout = *located.layout, l] { layout.verify_blob(l); }));
 
     fs::create_directories(dir, ec);
     if (ec) throw Error(ErrorCategory::internal, "creating " + args.dir + ": " + ec.message());
@@ -109,7 +135,9 @@ int run_unpack(UnpackArgs& args) {
         const auto& l = manifest.layers[i];
         const std::string what = "layer " + std::to_string(i + 1) + "/" + std::to_string(manifest.layers.size()) +
                                  " (" + l.digest.str().substr(0, 19) + ")";
-        const auto stats = layer::apply_stored_layer(store, l, config.diff_ids[i], dir, options, what);
+        if (!checks.empty()) checks[i].get();
+        const auto stats =
+            layer::apply_stored_layer(source, l, config.diff_ids[i], dir, options, what, !located.layout);
         entries += stats.entries;
         bytes += stats.bytes;
     }

@@ -144,6 +144,44 @@ struct PendingDir {
     struct timespec times[2] {};
 };
 
+/// Directory fds by path, the most recently used first. In a path-sorted tar an entry's parent is
+/// nearly always one of the last few directories seen (its previous sibling's, the one just made,
+/// or their parent), so most entries need no path resolution at all.
+class DirCache {
+public:
+    /// The fd cached for `path`, or -1.
+    int find(std::string_view path) {
+        for (std::size_t i = 0; i < items_.size(); ++i) {
+            if (items_[i].path != path) continue;
+            std::rotate(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(i),
+                        items_.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+            return items_.front().fd.get();
+        }
+        return -1;
+    }
+    int put(std::string path, core::UniqueFd fd) {
+        if (items_.size() == capacity) items_.pop_back();
+        items_.insert(items_.begin(), Item{std::move(path), std::move(fd)});
+        return items_.front().fd.get();
+    }
+    /// Forgets every path. The fds stay open until release_forgotten(): the caller may still be
+    /// using one (the parent of the entry that removed something).
+    void clear() {
+        for (auto& item : items_) forgotten_.push_back(std::move(item.fd));
+        items_.clear();
+    }
+    void release_forgotten() { forgotten_.clear(); }
+
+private:
+    static constexpr std::size_t capacity = 8;
+    struct Item {
+        std::string path;
+        core::UniqueFd fd;
+    };
+    std::vector<Item> items_;
+    std::vector<core::UniqueFd> forgotten_;
+};
+
 struct SkippedXattr {
     std::size_t count = 0;
     std::string example;
@@ -249,6 +287,7 @@ private:
     // ---- one entry
 
     void apply(struct archive* a, ReadContext& ctx, struct archive_entry* ae) {
+        dirs_.release_forgotten();  // no fd of an earlier entry is in use any more
         Entry e;
         e.ae = ae;
         const char* raw = archive_entry_pathname(ae);
@@ -314,10 +353,10 @@ private:
     }
 
     /// An fd of the directory `path` (an entry's parent), resolved inside the root; -1 when it
-    /// does not exist and `create` is false. The last one is cached: sorted tars put siblings
-    /// together. Anything that removes from the tree invalidates the cache.
+    /// does not exist and `create` is false. Recent ones are cached (dirs_); anything that removes
+    /// from the tree clears the cache.
     int parent_dir(const std::string& path, bool create) {
-        if (cache_valid_ && cached_path_ == path) return cached_fd_.get();
+        if (const int fd = dirs_.find(path); fd >= 0) return fd;
         auto r = root_.resolve_dir(path, create, this);
         if (r.status != detail::ResolveStatus::ok) {
             if (!create && (r.status == detail::ResolveStatus::missing || r.status == detail::ResolveStatus::not_directory))
@@ -325,10 +364,7 @@ private:
             refuse("parent directory \"" + path + "\" " + detail::describe(r));
         }
         if (rootless_) ensure_writable(r.fd.get(), path);
-        cached_fd_ = std::move(r.fd);
-        cached_path_ = path;
-        cache_valid_ = true;
-        return cached_fd_.get();
+        return dirs_.put(path, std::move(r.fd));
     }
 
     void ensure_writable(int fd, const std::string& path) {
@@ -346,7 +382,7 @@ private:
 
     /// Removes whatever is at `name` (recursively), never following symlinks.
     void remove_existing(int parent, const std::string& name) {
-        cache_valid_ = false;
+        dirs_.clear();
         const int err = detail::remove_all(parent, name.c_str(), rootless_);
         if (err != 0 && err != ENOENT) failed(err, "removing the existing \"" + name + "\"");
     }
@@ -479,6 +515,8 @@ private:
         apply_xattrs(dir.get(), false, e, true);
         if (rootless_) set_owner_xattr(dir.get(), false, e, existed);
         pend_dir(e.path.path, e);
+        // Its entries usually come next: they need not resolve it again.
+        if (dirs_.find(e.path.path) < 0) (void)dirs_.put(e.path.path, std::move(dir));
     }
 
     void write_file(struct archive* a, ReadContext& ctx, int parent, const Entry& e) {
@@ -742,10 +780,14 @@ private:
                 dir = detail::reopen_dir(root_.fd());
             } else {
                 const EntryPath ep = clean_path(path);
-                auto parent = root_.resolve_dir(ep.parent, false, nullptr);
-                if (parent.status != detail::ResolveStatus::ok) continue;  // removed since
+                int parent = dirs_.find(ep.parent);
+                if (parent < 0) {
+                    auto r = root_.resolve_dir(ep.parent, false, nullptr);  // no unblocking here
+                    if (r.status != detail::ResolveStatus::ok) continue;     // removed since
+                    parent = dirs_.put(ep.parent, std::move(r.fd));
+                }
                 dir = core::UniqueFd(
-                    ::openat(parent.fd.get(), ep.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+                    ::openat(parent, ep.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
             }
             if (!dir) continue;  // gone, or replaced by a non-directory
             current_ = path;
@@ -783,9 +825,7 @@ private:
     std::unordered_set<std::string> touched_;
     std::map<std::string, PendingDir> pending_dirs_;
     std::map<std::string, SkippedXattr> skipped_xattrs_;
-    core::UniqueFd cached_fd_;
-    std::string cached_path_;
-    bool cache_valid_ = false;
+    DirCache dirs_;
 };
 
 }  // namespace
@@ -797,8 +837,9 @@ ApplyStats apply_layer(int layer_fd, const std::filesystem::path& root, const Ap
 }
 
 ApplyStats apply_stored_layer(const store::Store& store, const oci::Descriptor& layer, const core::Digest& diff_id,
-                              const std::filesystem::path& root, const ApplyOptions& options, std::string_view what) {
-    const bool known = layer.digest == diff_id || store.recorded_diff_id(layer.digest) == diff_id;
+                              const std::filesystem::path& root, const ApplyOptions& options, std::string_view what,
+                              bool own_store) {
+    const bool known = layer.digest == diff_id || (own_store && store.recorded_diff_id(layer.digest) == diff_id);
     const core::UniqueFd blob = store.open_blob(layer.digest);
     Applier applier(root, options, what, !known);
     ApplyStats stats = applier.run(blob.get());
@@ -810,7 +851,7 @@ ApplyStats apply_stored_layer(const store::Store& store, const oci::Descriptor& 
         throw Error(ErrorCategory::integrity, std::string(what) + ": uncompressed content has digest " +
                                                   stats.diff_id.str() + " but the config's diff_id is " +
                                                   diff_id.str());
-    store.record_diff_id(layer.digest, diff_id);
+    if (own_store) store.record_diff_id(layer.digest, diff_id);
     return stats;
 }
 

@@ -192,6 +192,26 @@ core::UniqueFd Store::open_blob(const core::Digest& digest) const {
     return core::UniqueFd(fd);
 }
 
+void Store::verify_blob(const oci::Descriptor& desc) const {
+    auto in = open_blob(desc.digest);
+    const std::string path = blob_path(desc.digest).string();
+    core::Sha256 sha;
+    std::vector<char> buf(1 << 20);
+    for (;;) {
+        const auto n = core::read_full(in.get(), buf.data(), buf.size(), path);
+        if (n == 0) break;
+        sha.update(buf.data(), n);
+    }
+    if (desc.size < 0 || sha.bytes() != static_cast<std::uint64_t>(desc.size))
+        throw Error(ErrorCategory::integrity, "blob " + desc.digest.str() + " in " + root_.string() + " has " +
+                                                  std::to_string(sha.bytes()) + " bytes, not " +
+                                                  std::to_string(desc.size) + " as its descriptor says");
+    const core::Digest actual = sha.finish();
+    if (actual != desc.digest)
+        throw Error(ErrorCategory::integrity,
+                    "blob " + desc.digest.str() + " in " + root_.string() + " has digest " + actual.str());
+}
+
 void Store::import_blob(const Store& from, const oci::Descriptor& desc, bool trusted) const {
     if (has(desc.digest)) return;
     if (trusted) {

@@ -557,21 +557,40 @@ def test_diff_id_mismatch_is_an_integrity_error(world):
     assert "layer 1/1" in proc.stderr and "diff_id" in proc.stderr and "sha256:" + "1" * 64 in proc.stderr
 
 
-def test_checked_diff_id_is_not_taken_for_another(world):
-    # The first unpack checks the layer against its diff_id and records it on the stored blob, so
-    # later unpacks skip hashing the tar; a config that names another diff_id for the same blob
-    # must still fail.
+def test_checked_diff_id_is_not_taken_for_another(world, tmp_path):
+    # An archive is imported into the store; the first unpack checks the layer against its
+    # diff_id and records that on the stored blob, so later unpacks skip hashing the tar. A config
+    # that names another diff_id for the same blob must still fail.
     layer = tar_of([reg("f", b"checked")])
-    world.unpack([layer], check=True)
+    good = archive_of(world.layout, tmp_path / "good.tar", [layer])
+    bad = archive_of(tmp_path / "bad-layout", tmp_path / "bad.tar", [layer], diff_ids=["sha256:" + "2" * 64])
+    for _ in range(2):
+        shutil.rmtree(world.root)
+        world.root.mkdir()
+        world.ocibuild("unpack", f"oci-archive:{good}:1", world.root)
+        assert (world.root / "f").read_bytes() == b"checked"
     shutil.rmtree(world.root)
     world.root.mkdir()
-    world.unpack([layer], check=True)
-    assert (world.root / "f").read_bytes() == b"checked"
-    shutil.rmtree(world.root)
-    world.root.mkdir()
-    proc = world.unpack([layer], diff_ids=["sha256:" + "2" * 64])
+    proc = world.ocibuild("unpack", f"oci-archive:{bad}:1", world.root, check=False)
     assert proc.returncode == 1
     assert "uncompressed content has digest" in proc.stderr and "sha256:" + "2" * 64 in proc.stderr
+
+
+def test_layout_is_read_in_place_and_checked_first(world):
+    # An oci: layout is read where it is (nothing copied into the store), so its blobs are
+    # checked against their digests before anything is written.
+    world.unpack([tar_of([reg("f", b"1")])], check=True)
+    assert [p for p in (world.top / "store").rglob("*") if p.is_file() and "blobs" in p.parts] == []
+    blob = next(p for p in (world.layout / "blobs" / "sha256").iterdir() if p.stat().st_size > 0 and
+                json_or_none(p) is None)
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    shutil.rmtree(world.root)
+    world.root.mkdir()
+    proc = world.ocibuild("unpack", f"oci:{world.layout}:1", world.root, check=False)
+    assert proc.returncode == 1 and f"blob sha256:{blob.name}" in proc.stderr and "has digest" in proc.stderr, proc.stderr
+    assert os.listdir(world.root) == []
 
 
 def test_target_must_be_empty_unless_forced(world):
@@ -583,12 +602,24 @@ def test_target_must_be_empty_unless_forced(world):
     assert proc.stdout == "" and "unpacked" in proc.stderr
 
 
-def test_unpack_from_oci_archive(world, tmp_path):
-    write_layout(world.layout, [tar_of([reg("hello", b"from an archive")])], tag="v1")
-    archive = tmp_path / "image.tar"
+def archive_of(layout: Path, archive: Path, layers, **kw) -> Path:
+    """An oci-archive at `archive` of the layout write_layout makes of `layers` at `layout`."""
+    write_layout(layout, layers, **kw)
     with tarfile.open(archive, "w") as t:
-        for p in sorted(world.layout.rglob("*")):
-            t.add(p, arcname=str(p.relative_to(world.layout)), recursive=False)
+        for p in sorted(layout.rglob("*")):
+            t.add(p, arcname=str(p.relative_to(layout)), recursive=False)
+    return archive
+
+
+def json_or_none(path: Path):
+    try:
+        return json.loads(path.read_bytes())
+    except ValueError:
+        return None
+
+
+def test_unpack_from_oci_archive(world, tmp_path):
+    archive = archive_of(world.layout, tmp_path / "image.tar", [tar_of([reg("hello", b"from an archive")])], tag="v1")
     world.ocibuild("unpack", f"oci-archive:{archive}:v1", world.root)
     assert (world.root / "hello").read_bytes() == b"from an archive"
 

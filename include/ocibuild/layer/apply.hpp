@@ -72,8 +72,10 @@ ApplyStats apply_layer(int layer_fd, const std::filesystem::path& root, const Ap
 /// that was checked once: then the store records it on the blob (Store::record_diff_id) and later
 /// applies skip the hash, as the blob's own digest was verified when it entered the store and its
 /// gzip/zstd checksums are still checked. A blob stored uncompressed is its own diff_id.
+/// `own_store` false (a user's layout read in place): no record is read or written.
 ApplyStats apply_stored_layer(const store::Store& store, const oci::Descriptor& layer, const core::Digest& diff_id,
-                              const std::filesystem::path& root, const ApplyOptions& options, std::string_view what);
+                              const std::filesystem::path& root, const ApplyOptions& options, std::string_view what,
+                              bool own_store = true);
 
 /// The owner recorded by Ownership::rootless_xattr on `path`, if any.
 struct RecordedOwner {

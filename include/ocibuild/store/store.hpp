@@ -76,6 +76,9 @@ public:
     /// Reads a small blob whole (JSON documents; refuses more than 64 MiB). Not found → core::Error.
     [[nodiscard]] std::string read(const core::Digest& digest) const;
     [[nodiscard]] core::UniqueFd open_blob(const core::Digest& digest) const;
+    /// Reads the blob `desc` names and checks its size and digest (core::Error(integrity) naming
+    /// both digests otherwise): for stores that are not ours, such as a user's layout read in place.
+    void verify_blob(const oci::Descriptor& desc) const;
     /// Puts a blob of `from` into this store without re-reading it when possible (hard link, then copy),
     /// verifying the digest when it has to copy.
     /// `trusted`: `from` is a store of ours whose blobs were verified on the way in, so a hard link

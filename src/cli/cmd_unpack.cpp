@@ -1,6 +1,5 @@
 // unpack: an image's layers applied in order into a directory (a root filesystem).
 #include <fcntl.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -110,16 +109,13 @@ int run_unpack(UnpackArgs& args) {
                         "layer " + l.digest.str() + " has media type \"" + l.media_type + "\", not a layer");
 
     // Blobs that are not ours are each checked before they are used: all checks start now, on
-    // threads of their own at idle priority, and each layer waits for its own. So the later ones
-    // use the CPU time that applying the earlier ones leaves free.
+    // threads of their own, and each layer waits for its own, so the later ones run while the
+    // earlier layers are applied. (Not at idle priority: on a busy machine that starves them, and
+    // the unpack with them.)
     std::vector<std::future<void>> checks;
     if (located.layout)
         for (const auto& l : manifest.layers)
-            checks.push_back(std::async(std::launch::async, [&layout = *located.layout, l] {
-                const sched_param idle{};
-                (void)::sched_setscheduler(0, SCHED_IDLE, &idle);  // this thread only; best effort
-                layout.verify_blob(l);
-            }));
+            checks.push_back(std::async(std::launch::async, [&layout = *located.layout, l] { layout.verify_blob(l); }));
 
     fs::create_directories(dir, ec);
     if (ec) throw Error(ErrorCategory::internal, "creating " + args.dir + ": " + ec.message());

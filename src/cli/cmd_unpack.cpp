@@ -2,12 +2,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <future>
 #include <iostream>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "common.hpp"
@@ -73,6 +75,44 @@ ImageSource locate(UnpackArgs& args, const store::Store& store, const oci::Platf
     return {std::nullopt, registry::pull(*client, ref, platform, store).manifest};
 }
 
+/// Checks blobs against their digests on a thread of its own, in order; wait(i) returns once blob
+/// i passed (rethrowing its failure). Stops early when destroyed.
+class BlobChecks {
+public:
+    BlobChecks() = default;
+    BlobChecks(const BlobChecks&) = delete;
+    BlobChecks& operator=(const BlobChecks&) = delete;
+    ~BlobChecks() {
+        stop_ = true;
+        if (thread_.joinable()) thread_.join();
+    }
+
+    void start(const store::Store& source, const std::vector<oci::Descriptor>& blobs) {
+        results_.resize(blobs.size());
+        for (auto& r : results_) futures_.push_back(r.get_future());
+        thread_ = std::thread([this, &source, blobs] {
+            for (std::size_t i = 0; i < blobs.size() && !stop_; ++i) {
+                try {
+                    source.verify_blob(blobs[i]);
+                    results_[i].set_value();
+                } catch (...) {
+                    results_[i].set_exception(std::current_exception());
+                    return;
+                }
+            }
+        });
+    }
+    void wait(std::size_t i) {
+        if (i < futures_.size()) futures_[i].get();
+    }
+
+private:
+    std::vector<std::promise<void>> results_;
+    std::vector<std::future<void>> futures_;
+    std::atomic<bool> stop_ = false;
+    std::thread thread_;
+};
+
 bool is_empty_dir(const fs::path& dir) { return fs::directory_iterator(dir) == fs::directory_iterator(); }
 
 int run_unpack(UnpackArgs& args) {
@@ -108,14 +148,11 @@ int run_unpack(UnpackArgs& args) {
             throw Error(ErrorCategory::unsupported,
                         "layer " + l.digest.str() + " has media type \"" + l.media_type + "\", not a layer");
 
-    // Blobs that are not ours are each checked before they are used: all checks start now, on
-    // threads of their own, and each layer waits for its own, so the later ones run while the
-    // earlier layers are applied. (Not at idle priority: on a busy machine that starves them, and
-    // the unpack with them.)
-    std::vector<std::future<void>> checks;
-    if (located.layout)
-        for (const auto& l : manifest.layers)
-            checks.push_back(std::async(std::launch::async, [&layout = *located.layout, l] { layout.verify_blob(l); }));
+    // Blobs that are not ours are each checked before they are used, by a thread that goes
+    // through them in layer order while the earlier layers are applied (in order, so that the
+    // first layer's check is not slowed by the others').
+    BlobChecks checks;
+    if (located.layout) checks.start(*located.layout, manifest.layers);
 
     fs::create_directories(dir, ec);
     if (ec) throw Error(ErrorCategory::internal, "creating " + args.dir + ": " + ec.message());
@@ -136,7 +173,7 @@ int run_unpack(UnpackArgs& args) {
         const auto& l = manifest.layers[i];
         const std::string what = "layer " + std::to_string(i + 1) + "/" + std::to_string(manifest.layers.size()) +
                                  " (" + l.digest.str().substr(0, 19) + ")";
-        if (!checks.empty()) checks[i].get();
+        checks.wait(i);
         const auto stats =
             layer::apply_stored_layer(source, l, config.diff_ids[i], dir, options, what, !located.layout);
         entries += stats.entries;

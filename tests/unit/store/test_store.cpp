@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "ocibuild/core/atomic_file.hpp"
 #include "ocibuild/core/error.hpp"
 #include "ocibuild/core/fd.hpp"
 #include "ocibuild/core/temp_dir.hpp"
@@ -102,4 +103,45 @@ TEST_CASE("tags in index.json") {
     fs::copy_file(s.blob_path(b.digest), s.blob_path(forged.digest));
     CHECK_THROWS_AS(other.import_blob(s, forged), core::Error);
     CHECK(!other.has(forged.digest));
+}
+
+TEST_CASE("verify_blob checks a blob's size and digest where it lies") {
+    core::TempDir dir;
+    auto s = store::Store::open(dir.path() / "layout");
+    const auto desc = s.put("layer bytes", "application/octet-stream");
+    s.verify_blob(desc);
+
+    auto wrong_size = desc;
+    wrong_size.size += 1;
+    CHECK_THROWS_WITH_AS(s.verify_blob(wrong_size),
+                         ("blob " + desc.digest.str() + " in " + s.root().string() +
+                          " has 11 bytes, not 12 as its descriptor says")
+                             .c_str(),
+                         core::Error);
+
+    // The file changed after it was stored (a user's layout read in place can): refused.
+    const auto path = s.blob_path(desc.digest);
+    fs::permissions(path, fs::perms::owner_write, fs::perm_options::add);
+    core::write_file_atomic(path, "layer bytez");
+    try {
+        s.verify_blob(desc);
+        FAIL("no error");
+    } catch (const core::Error& e) {
+        CHECK(e.category() == core::ErrorCategory::integrity);
+        CHECK(std::string(e.what()) == "blob " + desc.digest.str() + " in " + s.root().string() + " has digest " +
+                                           core::Digest::of("layer bytez").str());
+    }
+}
+
+TEST_CASE("a blob's checked diff_id is recorded on it") {
+    core::TempDir dir;
+    auto s = store::Store::open(dir.path() / "layout");
+    const auto desc = s.put("compressed", "application/octet-stream");
+    CHECK(s.recorded_diff_id(desc.digest) == std::nullopt);
+    const auto diff_id = core::Digest::of("plain");
+    s.record_diff_id(desc.digest, diff_id);
+    // Filesystems without user xattrs (tmpfs before Linux 6.6) keep nothing: then there is nothing
+    // to read back either.
+    const auto recorded = s.recorded_diff_id(desc.digest);
+    CHECK((recorded == std::nullopt || recorded == diff_id));
 }

@@ -13,15 +13,6 @@ namespace ocibuild::build {
 using core::Error;
 using core::ErrorCategory;
 
-std::string read_verified(const store::Store& store, const oci::Descriptor& desc) {
-    auto bytes = store.read(desc.digest);
-    auto actual = core::Digest::of(bytes);
-    if (actual != desc.digest)
-        throw Error(ErrorCategory::integrity,
-                    "blob " + desc.digest.str() + " in " + store.root().string() + " has digest " + actual.str());
-    return bytes;
-}
-
 namespace {
 
 // Streams every blobs/sha256/<hex> of an oci-archive into `store`, verified against its name, and
@@ -85,7 +76,7 @@ BaseImage load_from(const store::Store& source, const oci::Descriptor& top, cons
                     const store::Store& store, std::string name) {
     bool same = source.root() == store.root();
     auto import_json = [&](const oci::Descriptor& d) {
-        auto bytes = read_verified(source, d);
+        auto bytes = source.read_verified(d);
         if (!same) (void)store.put(bytes, d.media_type);
         return bytes;
     };
@@ -120,7 +111,7 @@ BaseImage load_from(const store::Store& source, const oci::Descriptor& top, cons
 
 oci::Descriptor select_platform(const store::Store& store, const oci::Descriptor& desc, const oci::Platform& platform,
                                 std::string_view what) {
-    auto index = oci::ImageIndex::parse(read_verified(store, desc), "index " + desc.digest.str());
+    auto index = oci::ImageIndex::parse(store.read_verified(desc), "index " + desc.digest.str());
     return index.select(platform, what);
 }
 
@@ -134,13 +125,13 @@ oci::Descriptor import_local_image(const std::filesystem::path& path, std::strin
         auto source = store::Store::open(path, false);
         auto top = resolve_tag(source.index(), tag, path.string());
         auto copy_manifest = [&](const oci::Descriptor& d) {
-            (void)store.put(read_verified(source, d), d.media_type);
+            (void)store.put(source.read_verified(d), d.media_type);
             auto m = oci::ImageManifest::parse(store.read(d.digest), "manifest " + d.digest.str());
             store.import_blob(source, m.config);
             for (const auto& l : m.layers) store.import_blob(source, l);
         };
         if (oci::media_type::is_index(top.media_type)) {
-            (void)store.put(read_verified(source, top), top.media_type);
+            (void)store.put(source.read_verified(top), top.media_type);
             auto idx = oci::ImageIndex::parse(store.read(top.digest), "index " + top.digest.str());
             for (const auto& m : idx.manifests)
                 if (source.has(m.digest)) copy_manifest(m);

@@ -135,9 +135,9 @@ int run_unpack(UnpackArgs& args) {
     auto manifest_desc = oci::media_type::is_index(top.media_type)
                              ? build::select_platform(source, top, platform, args.image)
                              : top;
-    auto manifest = oci::ImageManifest::parse(build::read_verified(source, manifest_desc),
+    auto manifest = oci::ImageManifest::parse(source.read_verified(manifest_desc),
                                               "manifest " + manifest_desc.digest.str());
-    auto config = oci::ImageConfig::parse(build::read_verified(source, manifest.config),
+    auto config = oci::ImageConfig::parse(source.read_verified(manifest.config),
                                           "config " + manifest.config.digest.str());
     if (config.diff_ids.size() != manifest.layers.size())
         throw Error(ErrorCategory::invalid_input,

@@ -206,7 +206,16 @@ void Store::verify_blob(const oci::Descriptor& desc) const {
         throw Error(ErrorCategory::integrity, "blob " + desc.digest.str() + " in " + root_.string() + " has " +
                                                   std::to_string(sha.bytes()) + " bytes, not " +
                                                   std::to_string(desc.size) + " as its descriptor says");
-    const core::Digest actual = sha.finish();
+    check_digest(desc, sha.finish());
+}
+
+std::string Store::read_verified(const oci::Descriptor& desc) const {
+    std::string bytes = read(desc.digest);
+    check_digest(desc, core::Digest::of(bytes));
+    return bytes;
+}
+
+void Store::check_digest(const oci::Descriptor& desc, const core::Digest& actual) const {
     if (actual != desc.digest)
         throw Error(ErrorCategory::integrity,
                     "blob " + desc.digest.str() + " in " + root_.string() + " has digest " + actual.str());

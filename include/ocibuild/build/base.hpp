@@ -31,10 +31,6 @@ struct BaseImage {
 [[nodiscard]] oci::Descriptor import_local_image(const std::filesystem::path& path, std::string_view tag, bool archive,
                                                  const store::Store& store);
 
-/// The bytes of a small blob (index, manifest, config) of `store`, checked against `desc`'s digest:
-/// a store we did not fill ourselves (a user's layout) is not trusted.
-[[nodiscard]] std::string read_verified(const store::Store& store, const oci::Descriptor& desc);
-
 /// The entry of `index` tagged `tag` (the only entry when `tag` is empty); errors name `where` and
 /// the tags it has.
 [[nodiscard]] oci::Descriptor resolve_tag(const oci::ImageIndex& index, std::string_view tag, std::string_view where);

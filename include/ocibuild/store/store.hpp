@@ -79,6 +79,8 @@ public:
     /// Reads the blob `desc` names and checks its size and digest (core::Error(integrity) naming
     /// both digests otherwise): for stores that are not ours, such as a user's layout read in place.
     void verify_blob(const oci::Descriptor& desc) const;
+    /// read() of a small blob, checked against desc.digest like verify_blob.
+    [[nodiscard]] std::string read_verified(const oci::Descriptor& desc) const;
     /// Puts a blob of `from` into this store without re-reading it when possible (hard link, then copy),
     /// verifying the digest when it has to copy.
     /// `trusted`: `from` is a store of ours whose blobs were verified on the way in, so a hard link
@@ -102,6 +104,7 @@ public:
 
 private:
     explicit Store(std::filesystem::path root) : root_(std::move(root)) {}
+    void check_digest(const oci::Descriptor& desc, const core::Digest& actual) const;
     std::filesystem::path root_;
 };
 

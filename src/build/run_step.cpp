@@ -211,11 +211,13 @@ layer::LayerBlob RunContext::run(const recipe::RunStep& step, const oci::ImageMa
         apply.ownership = ::geteuid() == 0 || real_owners_ ? layer::Ownership::preserve : layer::Ownership::rootless_xattr;
         apply.create_devices = ::geteuid() == 0;
         auto copy_trees = [&] {
-            for (const auto& tree : {before, spec.rootfs}) {
+            for (const auto& root : {before, spec.rootfs}) {
+                layer::TreeApplier tree(root, apply);
                 for (const auto& l : manifest.layers) {
                     auto fd = store_.open_blob(l.digest);
-                    (void)layer::apply_layer(fd.get(), tree, apply, "layer " + l.digest.str());
+                    (void)tree.apply(fd.get(), "layer " + l.digest.str());
                 }
+                tree.finish();
             }
         };
         if (as_owner_) {

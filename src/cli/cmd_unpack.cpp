@@ -2,12 +2,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <future>
 #include <iostream>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -41,7 +40,8 @@ struct UnpackArgs {
 };
 
 /// Where the image is read from: a local OCI layout in place (as umoci does: nothing is copied into
-/// the store, and every blob is checked against its digest before it is used), or the store.
+/// the store, and each layer blob is checked against its size and digest before or while it is
+/// applied; BlobChecks), or the store.
 struct ImageSource {
     std::optional<store::Store> layout;
     oci::Descriptor top;  // index or manifest
@@ -75,41 +75,69 @@ ImageSource locate(UnpackArgs& args, const store::Store& store, const oci::Platf
     return {std::nullopt, registry::pull(*client, ref, platform, store).manifest};
 }
 
-/// Checks blobs against their digests on a thread of its own, in order; wait(i) returns once blob
-/// i passed (rethrowing its failure). Stops early when destroyed.
+/// Checks a layout's layer blobs against their descriptors ahead of their turn, on a thread of its
+/// own and in layer order, with CPU time the unpack leaves idle (a layer of many small files keeps
+/// the applying thread busy and the inflating one waiting). A layer whose turn comes first is
+/// claimed: its check, if under way, is dropped, and the blob is checked as it is applied instead.
 class BlobChecks {
 public:
-    BlobChecks() = default;
+    BlobChecks(const store::Store& layout, std::vector<oci::Descriptor> blobs)
+        : layout_(layout), blobs_(std::move(blobs)), states_(blobs_.size(), State::waiting), errors_(blobs_.size()) {
+        thread_ = std::thread([this] { check_all(); });
+    }
+    ~BlobChecks() {
+        {
+            std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        thread_.join();
+    }
     BlobChecks(const BlobChecks&) = delete;
     BlobChecks& operator=(const BlobChecks&) = delete;
-    ~BlobChecks() {
-        stop_ = true;
-        if (thread_.joinable()) thread_.join();
-    }
 
-    void start(const store::Store& source, const std::vector<oci::Descriptor>& blobs) {
-        results_.resize(blobs.size());
-        for (auto& r : results_) futures_.push_back(r.get_future());
-        thread_ = std::thread([this, &source, blobs] {
-            for (std::size_t i = 0; i < blobs.size() && !stop_; ++i) {
-                try {
-                    source.verify_blob(blobs[i]);
-                    results_[i].set_value();
-                } catch (...) {
-                    results_[i].set_exception(std::current_exception());
-                    return;
-                }
-            }
-        });
-    }
-    void wait(std::size_t i) {
-        if (i < futures_.size()) futures_[i].get();
+    /// Blob i's turn: checked_layout when its check passed (its failure is thrown), otherwise
+    /// unchecked_layout, and the thread leaves it alone.
+    layer::BlobSource claim(std::size_t i) {
+        std::lock_guard lock(mutex_);
+        if (states_[i] == State::passed) return layer::BlobSource::checked_layout;
+        if (states_[i] == State::failed) std::rethrow_exception(errors_[i]);
+        states_[i] = State::claimed;
+        return layer::BlobSource::unchecked_layout;
     }
 
 private:
-    std::vector<std::promise<void>> results_;
-    std::vector<std::future<void>> futures_;
-    std::atomic<bool> stop_ = false;
+    enum class State { waiting, checking, passed, failed, claimed };
+
+    void check_all() {
+        for (std::size_t i = 0; i < blobs_.size(); ++i) {
+            {
+                std::lock_guard lock(mutex_);
+                if (stopping_) return;
+                if (states_[i] == State::claimed) continue;
+                states_[i] = State::checking;
+            }
+            std::exception_ptr error;
+            try {
+                layout_.verify_blob(blobs_[i], [&] {
+                    std::lock_guard lock(mutex_);
+                    return !stopping_ && states_[i] == State::checking;
+                });
+            } catch (...) {
+                error = std::current_exception();
+            }
+            std::lock_guard lock(mutex_);
+            if (states_[i] != State::checking) continue;  // claimed meanwhile; or stopping
+            states_[i] = error ? State::failed : State::passed;
+            errors_[i] = error;
+        }
+    }
+
+    const store::Store& layout_;
+    std::vector<oci::Descriptor> blobs_;
+    std::mutex mutex_;
+    std::vector<State> states_;
+    std::vector<std::exception_ptr> errors_;
+    bool stopping_ = false;
     std::thread thread_;
 };
 
@@ -122,10 +150,13 @@ int run_unpack(UnpackArgs& args) {
 
     const fs::path dir(args.dir);
     std::error_code ec;
-    if (fs::exists(fs::symlink_status(dir))) {
+    const bool existed = fs::exists(fs::symlink_status(dir));
+    bool was_empty = true;
+    if (existed) {
         if (!fs::is_directory(fs::symlink_status(dir)))
             throw Error(ErrorCategory::already_exists, args.dir + " exists and is not a directory");
-        if (!args.force && !is_empty_dir(dir))
+        was_empty = is_empty_dir(dir);
+        if (!args.force && !was_empty)
             throw Error(ErrorCategory::already_exists, args.dir + " is not empty (--force unpacks onto it anyway)");
     }
 
@@ -148,12 +179,6 @@ int run_unpack(UnpackArgs& args) {
             throw Error(ErrorCategory::unsupported,
                         "layer " + l.digest.str() + " has media type \"" + l.media_type + "\", not a layer");
 
-    // Blobs that are not ours are each checked before they are used, by a thread that goes
-    // through them in layer order while the earlier layers are applied (in order, so that the
-    // first layer's check is not slowed by the others').
-    BlobChecks checks;
-    if (located.layout) checks.start(*located.layout, manifest.layers);
-
     fs::create_directories(dir, ec);
     if (ec) throw Error(ErrorCategory::internal, "creating " + args.dir + ": " + ec.message());
 
@@ -167,17 +192,36 @@ int run_unpack(UnpackArgs& args) {
     options.use_openat2 = !args.no_openat2;
     options.warn = [](std::string_view text) { std::cerr << "warning: " << text << '\n'; };
 
+    std::optional<BlobChecks> checks;
+    if (located.layout) checks.emplace(*located.layout, manifest.layers);
+
     std::uint64_t entries = 0;
     std::uint64_t bytes = 0;
-    for (std::size_t i = 0; i < manifest.layers.size(); ++i) {
-        const auto& l = manifest.layers[i];
-        const std::string what = "layer " + std::to_string(i + 1) + "/" + std::to_string(manifest.layers.size()) +
-                                 " (" + l.digest.str().substr(0, 19) + ")";
-        checks.wait(i);
-        const auto stats =
-            layer::apply_stored_layer(source, l, config.diff_ids[i], dir, options, what, !located.layout);
-        entries += stats.entries;
-        bytes += stats.bytes;
+    try {
+        layer::TreeApplier tree(dir, options);
+        for (std::size_t i = 0; i < manifest.layers.size(); ++i) {
+            const auto& l = manifest.layers[i];
+            const std::string what = "layer " + std::to_string(i + 1) + "/" +
+                                     std::to_string(manifest.layers.size()) + " (" + l.digest.str().substr(0, 19) +
+                                     ")";
+            const auto from = checks ? checks->claim(i) : layer::BlobSource::own_store;
+            const auto stats = tree.apply_stored(source, l, config.diff_ids[i], what, from);
+            entries += stats.entries;
+            bytes += stats.bytes;
+        }
+        tree.finish();
+    } catch (...) {
+        // A tree that is only part of the image must not pass for the image: what this unpack
+        // wrote goes (all of it, when the directory was new or empty).
+        if (was_empty) {
+            try {
+                layer::clear_tree(dir);
+                if (!existed) fs::remove(dir);
+            } catch (const std::exception& e) {
+                std::cerr << "warning: the partial tree in " << args.dir << " was not removed: " << e.what() << '\n';
+            }
+        }
+        throw;
     }
     if (!args.quiet) {
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -188,19 +188,32 @@ struct SkippedXattr {
     std::string reason;
 };
 
+}  // namespace
+
+namespace detail {
+
+/// The state of one tree: its root, directories still to finish, recent directory fds. run()
+/// applies one layer (its own state: the entries it touched, its stats and warnings).
 class Applier final : public detail::WalkPolicy {
 public:
-    Applier(const std::filesystem::path& root, const ApplyOptions& options, std::string_view what, bool hash)
+    Applier(const std::filesystem::path& root, const ApplyOptions& options)
         : options_(options),
-          hash_(hash),
-          what_(what),
           root_(root, options.use_openat2),
           rootless_(options.ownership == Ownership::rootless_xattr),
           overlay_(options.mode == ApplyMode::overlay),
           euid_(::geteuid()) {}
 
-    ApplyStats run(int layer_fd) {
-        auto source = detail::open_plain_source(layer_fd, what_, hash_);
+    /// After run(): the blob's bytes as read (hashed with SourceOptions::hash_blob).
+    [[nodiscard]] const detail::BlobRead& blob_read() const { return blob_read_; }
+
+    /// Applies one layer. Directory modes and times wait for finish(), after the last layer.
+    ApplyStats run(int layer_fd, std::string_view what, SourceOptions source_options) {
+        what_ = what;
+        stats_ = {};
+        blob_read_ = {};
+        touched_.clear();
+        skipped_xattrs_.clear();
+        auto source = detail::open_plain_source(layer_fd, what_, source_options);
         ReadContext ctx;
         ctx.source = source.get();
         detail::ReadArchive archive(archive_read_new());
@@ -210,33 +223,29 @@ public:
             throw Error(ErrorCategory::internal, what_ + ": " + detail::archive_message(a));
         if (archive_read_open(a, &ctx, nullptr, archive_read_cb, nullptr) != ARCHIVE_OK) archive_failed(a, ctx, {});
 
-        try {
-            std::string previous;
-            for (;;) {
-                struct archive_entry* ae = nullptr;
-                const int rc = archive_read_next_header(a, &ae);
-                if (rc == ARCHIVE_EOF) break;
-                // ARCHIVE_WARN is what libarchive says for names that are not UTF-8 in this locale:
-                // the bytes are kept, which is what we want. RETRY (a damaged header it could skip)
-                // is an error: skipping would silently drop entries.
-                if (rc == ARCHIVE_RETRY || rc < ARCHIVE_WARN) archive_failed(a, ctx, previous);
-                ++stats_.entries;
-                apply(a, ctx, ae);
-                previous = archive_entry_pathname(ae) != nullptr ? archive_entry_pathname(ae) : "";
-            }
-            stats_.diff_id = source->finish();
-            finish_dirs();
-        } catch (...) {
-            // Leave the tree usable (directory modes as the layer wants them so far), then report.
-            try {
-                finish_dirs();
-            } catch (...) {
-            }
-            throw;
+        std::string previous;
+        for (;;) {
+            struct archive_entry* ae = nullptr;
+            const int rc = archive_read_next_header(a, &ae);
+            if (rc == ARCHIVE_EOF) break;
+            // ARCHIVE_WARN is what libarchive says for names that are not UTF-8 in this locale:
+            // the bytes are kept, which is what we want. RETRY (a damaged header it could skip) is
+            // an error: skipping would silently drop entries.
+            if (rc == ARCHIVE_RETRY || rc < ARCHIVE_WARN) archive_failed(a, ctx, previous);
+            ++stats_.entries;
+            apply(a, ctx, ae);
+            previous = archive_entry_pathname(ae) != nullptr ? archive_entry_pathname(ae) : "";
         }
+        auto digests = source->finish();
+        stats_.diff_id = digests.plain;
+        blob_read_ = digests.blob;
         report_warnings();
         return std::move(stats_);
     }
+
+    /// Directory modes and times, once for all layers applied: a later layer writing into a
+    /// directory would change its mtime again, and a 0555 one would be in its way.
+    void finish() { finish_dirs(); }
 
     // WalkPolicy: directories made because an entry's parent was missing.
     void created_dir(int parent_fd, const char* name, int fd, const std::string& path) override {
@@ -380,9 +389,14 @@ private:
         if (inserted) it->second.mode = mode;
     }
 
-    /// Removes whatever is at `name` (recursively), never following symlinks.
-    void remove_existing(int parent, const std::string& name) {
+    /// Removes whatever is at `name` (at `path`; recursively), never following symlinks. Directories
+    /// that went with it are not finished: a directory made there later gets its own attributes.
+    void remove_existing(int parent, const std::string& name, const std::string& path) {
         dirs_.clear();
+        pending_dirs_.erase(path);
+        const std::string below = path + '/';
+        for (auto it = pending_dirs_.lower_bound(below); it != pending_dirs_.end() && it->first.starts_with(below);)
+            it = pending_dirs_.erase(it);
         const int err = detail::remove_all(parent, name.c_str(), rootless_);
         if (err != 0 && err != ENOENT) failed(err, "removing the existing \"" + name + "\"");
     }
@@ -408,7 +422,7 @@ private:
         }
         const std::string path = join(e.path.parent, target);
         if (!touched_.contains(path)) {
-            remove_existing(parent, std::string(target));
+            remove_existing(parent, std::string(target), path);
             return;
         }
         // This layer wrote `path` itself: only what lower layers left inside it goes.
@@ -426,7 +440,7 @@ private:
         for (const auto& n : names) {
             const std::string child = join(path, n);
             if (!touched_.contains(child)) {
-                remove_existing(dir_fd, n);
+                remove_existing(dir_fd, n, child);
                 continue;
             }
             core::UniqueFd sub(::openat(dir_fd, n.c_str(), O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC));
@@ -440,7 +454,7 @@ private:
             set_overlay_opaque(parent, e.path.parent, "y");
             return;
         }
-        remove_existing(parent, target);
+        remove_existing(parent, target, join(e.path.parent, target));
         if (::mknodat(parent, target.c_str(), S_IFCHR | 0, makedev(0, 0)) == 0) {
             if (!rootless_ && ::fchownat(parent, target.c_str(), 0, 0, AT_SYMLINK_NOFOLLOW) != 0)
                 failed(errno, "chown of the whiteout");
@@ -504,7 +518,7 @@ private:
                     if (::fchmodat(parent, name, (st.st_mode & 07777) | 0700, 0) != 0) failed(errno, "chmod");
                 }
             } else {
-                remove_existing(parent, e.path.name);
+                remove_existing(parent, e.path.name, e.path.path);
                 if (::mkdirat(parent, name, 0700) != 0) failed(errno, "mkdir");
             }
         }
@@ -524,7 +538,7 @@ private:
         constexpr int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
         core::UniqueFd fd(::openat(parent, name, flags, 0600));
         if (!fd && errno == EEXIST) {
-            remove_existing(parent, e.path.name);
+            remove_existing(parent, e.path.name, e.path.path);
             fd = core::UniqueFd(::openat(parent, name, flags, 0600));
         }
         if (!fd) failed(errno, "creating the file");
@@ -586,7 +600,7 @@ private:
         const char* name = e.path.name.c_str();
         if (::symlinkat(target, parent, name) != 0) {
             if (errno != EEXIST) failed(errno, "creating the symlink");
-            remove_existing(parent, e.path.name);
+            remove_existing(parent, e.path.name, e.path.path);
             if (::symlinkat(target, parent, name) != 0) failed(errno, "creating the symlink");
         }
         if (!rootless_ && ::fchownat(parent, name, e.uid, e.gid, AT_SYMLINK_NOFOLLOW) != 0)
@@ -620,7 +634,7 @@ private:
             return;  // already that file
         if (::linkat(tdir, tname, parent, name, 0) != 0) {
             if (errno != EEXIST) failed(errno, "linking to \"" + t.path + "\"");
-            remove_existing(parent, e.path.name);
+            remove_existing(parent, e.path.name, e.path.path);
             if (::linkat(tdir, tname, parent, name, 0) != 0) failed(errno, "linking to \"" + t.path + "\"");
         }
     }
@@ -630,13 +644,13 @@ private:
         const mode_t type = e.kind == Kind::char_device ? S_IFCHR : S_IFBLK;
         const dev_t dev = makedev(archive_entry_rdevmajor(e.ae), archive_entry_rdevminor(e.ae));
         if (!options_.create_devices) {
-            remove_existing(parent, e.path.name);
+            remove_existing(parent, e.path.name, e.path.path);
             stats_.skipped_devices.push_back(e.path.path);
             return;
         }
         int rc = ::mknodat(parent, name, type | 0600, dev);
         if (rc != 0 && errno == EEXIST) {
-            remove_existing(parent, e.path.name);
+            remove_existing(parent, e.path.name, e.path.path);
             rc = ::mknodat(parent, name, type | 0600, dev);
         }
         if (rc != 0 && errno == EPERM) {  // no CAP_MKNOD after all
@@ -651,7 +665,7 @@ private:
         const char* name = e.path.name.c_str();
         int rc = ::mkfifoat(parent, name, 0600);
         if (rc != 0 && errno == EEXIST) {
-            remove_existing(parent, e.path.name);
+            remove_existing(parent, e.path.name, e.path.path);
             rc = ::mkfifoat(parent, name, 0600);
         }
         if (rc != 0) failed(errno, "mkfifo");
@@ -813,14 +827,14 @@ private:
         }
     }
 
-    const ApplyOptions& options_;
-    bool hash_;
+    ApplyOptions options_;
     std::string what_;
     detail::RootDir root_;
     bool rootless_;
     bool overlay_;
     uid_t euid_;
     ApplyStats stats_;
+    detail::BlobRead blob_read_;
     std::string current_;  // the entry being applied, for messages
     std::unordered_set<std::string> touched_;
     std::map<std::string, PendingDir> pending_dirs_;
@@ -828,21 +842,39 @@ private:
     DirCache dirs_;
 };
 
-}  // namespace
+}  // namespace detail
 
-ApplyStats apply_layer(int layer_fd, const std::filesystem::path& root, const ApplyOptions& options,
-                       std::string_view what) {
-    Applier applier(root, options, what, true);
-    return applier.run(layer_fd);
+TreeApplier::TreeApplier(const std::filesystem::path& root, const ApplyOptions& options)
+    : applier_(std::make_unique<detail::Applier>(root, options)) {}
+
+TreeApplier::~TreeApplier() {
+    if (finished_) return;
+    try {  // after a failure: leave the tree usable (directory modes as the layers want them)
+        applier_->finish();
+    } catch (...) {
+    }
 }
 
-ApplyStats apply_stored_layer(const store::Store& store, const oci::Descriptor& layer, const core::Digest& diff_id,
-                              const std::filesystem::path& root, const ApplyOptions& options, std::string_view what,
-                              bool own_store) {
-    const bool known = layer.digest == diff_id || (own_store && store.recorded_diff_id(layer.digest) == diff_id);
+ApplyStats TreeApplier::apply(int layer_fd, std::string_view what) { return applier_->run(layer_fd, what, {}); }
+
+ApplyStats TreeApplier::apply_stored(const store::Store& store, const oci::Descriptor& layer,
+                                     const core::Digest& diff_id, std::string_view what, BlobSource from) {
+    const bool own = from == BlobSource::own_store;
+    const bool check_blob = from == BlobSource::unchecked_layout;
+    const bool known = layer.digest == diff_id || (own && store.recorded_diff_id(layer.digest) == diff_id);
     const core::UniqueFd blob = store.open_blob(layer.digest);
-    Applier applier(root, options, what, !known);
-    ApplyStats stats = applier.run(blob.get());
+    struct stat st {};
+    if (check_blob && (::fstat(blob.get(), &st) != 0 || st.st_size != layer.size)) store.verify_blob(layer);
+    ApplyStats stats;
+    try {
+        stats = applier_->run(blob.get(), what, {.hash_plain = !known, .hash_blob = check_blob});
+    } catch (...) {
+        // Damaged bytes usually fail the decoder or the tar reader first; the blob's own digest
+        // says better what is wrong.
+        if (check_blob) store.verify_blob(layer);
+        throw;
+    }
+    if (check_blob) store.check_blob(layer, applier_->blob_read().bytes, *applier_->blob_read().digest);
     if (known) {
         stats.diff_id = diff_id;
         return stats;
@@ -851,8 +883,40 @@ ApplyStats apply_stored_layer(const store::Store& store, const oci::Descriptor& 
         throw Error(ErrorCategory::integrity, std::string(what) + ": uncompressed content has digest " +
                                                   stats.diff_id.str() + " but the config's diff_id is " +
                                                   diff_id.str());
-    if (own_store) store.record_diff_id(layer.digest, diff_id);
+    if (own) store.record_diff_id(layer.digest, diff_id);
     return stats;
+}
+
+void TreeApplier::finish() {
+    finished_ = true;
+    applier_->finish();
+}
+
+ApplyStats apply_layer(int layer_fd, const std::filesystem::path& root, const ApplyOptions& options,
+                       std::string_view what) {
+    TreeApplier tree(root, options);
+    auto stats = tree.apply(layer_fd, what);
+    tree.finish();
+    return stats;
+}
+
+ApplyStats apply_stored_layer(const store::Store& store, const oci::Descriptor& layer, const core::Digest& diff_id,
+                              const std::filesystem::path& root, const ApplyOptions& options, std::string_view what,
+                              BlobSource from) {
+    TreeApplier tree(root, options);
+    auto stats = tree.apply_stored(store, layer, diff_id, what, from);
+    tree.finish();
+    return stats;
+}
+
+void clear_tree(const std::filesystem::path& dir) {
+    const core::UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) core::throw_errno("opening " + dir.string());
+    std::vector<std::string> names;
+    if (const int err = detail::list_dir(fd.get(), names); err != 0) core::throw_errno(err, "reading " + dir.string());
+    for (const auto& name : names)
+        if (const int err = detail::remove_all(fd.get(), name.c_str(), true); err != 0 && err != ENOENT)
+            core::throw_errno(err, "removing " + (dir / name).string());
 }
 
 std::optional<RecordedOwner> recorded_owner(const std::filesystem::path& path) {

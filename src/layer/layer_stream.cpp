@@ -33,11 +33,14 @@ constexpr std::size_t output_chunk = std::size_t{1} << 20;
 constexpr std::size_t read_ahead_chunks = 6;
 constexpr off_t read_ahead_threshold = off_t{4} << 20;  // smaller blobs: no thread
 
-/// Pull-mode decompression of one blob, hashing what comes out unless told not to.
+/// Pull-mode decompression of one blob, hashing what comes out unless told not to, and what goes in
+/// when told to (a blob not checked yet, checked as it is read).
 class Decoder {
 public:
-    Decoder(int fd, std::string what, bool hash = true)
-        : fd_(fd), what_(std::move(what)), in_(input_chunk), hash_output_(hash) {}
+    Decoder(int fd, std::string what, SourceOptions options)
+        : fd_(fd), what_(std::move(what)), in_(input_chunk), hash_output_(options.hash_plain) {
+        if (options.hash_blob) in_hash_.emplace();
+    }
     ~Decoder() {
         if (zs_ != nullptr) ZSTD_freeDCtx(zs_);
     }
@@ -61,8 +64,13 @@ public:
         return n;
     }
 
-    /// The sha256 of everything read() returned (when hashing); call once, after read() returned 0.
-    core::Digest digest() { return hash_.finish(); }
+    /// The sha256 of everything read() returned (when hashing), and the blob as read; call once,
+    /// after read() returned 0.
+    SourceDigests digests() {
+        SourceDigests d{hash_.finish(), {in_bytes_, std::nullopt}};
+        if (in_hash_) d.blob.digest = in_hash_->finish();
+        return d;
+    }
 
 private:
     enum class Kind { unknown, plain, gzip, zstd };
@@ -80,6 +88,7 @@ private:
             if (n < 0 && errno == EINTR) continue;
             if (n < 0) core::throw_errno(what_ + ": reading");
             if (n == 0) eof_ = true;
+            took_in(in_.data() + in_end_, static_cast<std::size_t>(n));
             in_end_ += static_cast<std::size_t>(n);
             return n > 0;
         }
@@ -112,8 +121,14 @@ private:
             const ssize_t n = ::read(fd_, out, cap);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0) core::throw_errno(what_ + ": reading");
+            took_in(out, static_cast<std::size_t>(n));
             return static_cast<std::size_t>(n);
         }
+    }
+
+    void took_in(const void* data, std::size_t n) {
+        in_bytes_ += n;
+        if (in_hash_) in_hash_->update(data, n);
     }
 
     /// The member's header is parsed here (FEXTRA, FNAME, FCOMMENT skipped, FHCRC checked): ISA-L
@@ -291,19 +306,21 @@ private:
     bool zs_frame_done_ = false;
     bool hash_output_;
     core::Sha256 hash_;
+    std::uint64_t in_bytes_ = 0;
+    std::optional<core::Sha256> in_hash_;
 };
 
 class DirectSource final : public PlainSource {
 public:
-    DirectSource(int fd, std::string what, bool hash)
-        : decoder_(fd, std::move(what), hash), buffer_(new char[output_chunk]) {}
+    DirectSource(int fd, std::string what, SourceOptions options)
+        : decoder_(fd, std::move(what), options), buffer_(new char[output_chunk]) {}
     std::span<const char> next() override {
         return {buffer_.get(), decoder_.read(buffer_.get(), output_chunk)};
     }
-    core::Digest finish() override {
+    SourceDigests finish() override {
         while (!next().empty()) {
         }
-        return decoder_.digest();
+        return decoder_.digests();
     }
 
 private:
@@ -315,15 +332,16 @@ private:
 /// hashes on another. A chunk is reused once both the consumer and the hasher are done with it.
 class ReadAheadSource final : public PlainSource {
 public:
-    ReadAheadSource(int fd, std::string what, bool hash)
-        : decoder_(fd, std::move(what), false), users_per_chunk_(hash ? 2 : 1) {
+    ReadAheadSource(int fd, std::string what, SourceOptions options)
+        : decoder_(fd, std::move(what), {.hash_plain = false, .hash_blob = options.hash_blob}),
+          users_per_chunk_(options.hash_plain ? 2 : 1) {
         for (std::size_t i = 0; i < read_ahead_chunks; ++i) {
             buffers_.emplace_back(new char[output_chunk]);
             free_.push_back(i);
         }
         users_.assign(read_ahead_chunks, 0);
         producer_ = std::thread([this] { produce(); });
-        if (hash) hasher_ = std::thread([this] { hash_chunks(); });
+        if (options.hash_plain) hasher_ = std::thread([this] { hash_chunks(); });
     }
     ~ReadAheadSource() override {
         {
@@ -354,12 +372,12 @@ public:
         return {};
     }
 
-    core::Digest finish() override {
+    SourceDigests finish() override {
         while (!next().empty()) {
         }
         producer_.join();
         if (hasher_.joinable()) hasher_.join();
-        return digest_;
+        return {digest_, decoder_.digests().blob};
     }
 
 private:
@@ -451,11 +469,11 @@ private:
 
 }  // namespace
 
-std::unique_ptr<PlainSource> open_plain_source(int fd, const std::string& what, bool hash) {
+std::unique_ptr<PlainSource> open_plain_source(int fd, const std::string& what, SourceOptions options) {
     struct stat st {};
     if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size - ::lseek(fd, 0, SEEK_CUR) > read_ahead_threshold)
-        return std::make_unique<ReadAheadSource>(fd, what, hash);
-    return std::make_unique<DirectSource>(fd, what, hash);
+        return std::make_unique<ReadAheadSource>(fd, what, options);
+    return std::make_unique<DirectSource>(fd, what, options);
 }
 
 }  // namespace ocibuild::layer::detail

@@ -5,21 +5,39 @@
 //
 //   auto source = open_plain_source(fd, "layer sha256:ab12…");
 //   for (auto chunk = source->next(); !chunk.empty(); chunk = source->next()) use(chunk);
-//   core::Digest diff_id = source->finish();
+//   core::Digest diff_id = source->finish().plain;
 //
 // gzip (ISA-L isal_inflate, concatenated members too, each trailer checked), zstd or plain tar,
 // told apart by the magic bytes.
 // Blobs over 4 MiB are decompressed on a second thread, up to 6 MiB ahead of the consumer, and
 // hashed on a third, so that inflate, sha256 and the filesystem work overlap (inflate alone is
 // about as much work as the filesystem's, sha256 a third of that); smaller ones on the caller's
-// thread.
+// thread. When asked, the blob's own bytes are hashed as they are read (a blob not checked yet).
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
 #include "ocibuild/core/digest.hpp"
 
 namespace ocibuild::layer::detail {
+
+/// The compressed bytes as read: how many, and their sha256 when asked (SourceOptions::hash_blob).
+struct BlobRead {
+    std::uint64_t bytes = 0;
+    std::optional<core::Digest> digest;
+};
+
+struct SourceDigests {
+    core::Digest plain;  // of the plain bytes (empty without SourceOptions::hash_plain)
+    BlobRead blob;
+};
+
+struct SourceOptions {
+    bool hash_plain = true;  // false: the plain bytes' digest is known already
+    bool hash_blob = false;  // true: the blob's own bytes are hashed too (a blob we did not check)
+};
 
 class PlainSource {
 public:
@@ -28,13 +46,12 @@ public:
     /// core::Error(invalid_input) for corrupt or truncated data, other categories for I/O errors.
     virtual std::span<const char> next() = 0;
     /// Reads to the end of the stream (bytes after the tar's end still count towards the diff_id)
-    /// and returns the sha256 of everything (an empty digest for a source made without hashing).
-    /// Call once.
-    virtual core::Digest finish() = 0;
+    /// and returns the digests asked for. Call once.
+    virtual SourceDigests finish() = 0;
 };
 
 /// A source over the blob on `fd` (read from its current offset). `what` names it in messages.
-/// `hash` false: the plain bytes are not hashed (their digest is known already).
-[[nodiscard]] std::unique_ptr<PlainSource> open_plain_source(int fd, const std::string& what, bool hash = true);
+[[nodiscard]] std::unique_ptr<PlainSource> open_plain_source(int fd, const std::string& what,
+                                                            SourceOptions options = {});
 
 }  // namespace ocibuild::layer::detail

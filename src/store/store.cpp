@@ -192,7 +192,7 @@ core::UniqueFd Store::open_blob(const core::Digest& digest) const {
     return core::UniqueFd(fd);
 }
 
-void Store::verify_blob(const oci::Descriptor& desc) const {
+bool Store::verify_blob(const oci::Descriptor& desc, const std::function<bool()>& go_on) const {
     auto in = open_blob(desc.digest);
     const std::string path = blob_path(desc.digest).string();
     core::Sha256 sha;
@@ -201,12 +201,18 @@ void Store::verify_blob(const oci::Descriptor& desc) const {
         const auto n = core::read_full(in.get(), buf.data(), buf.size(), path);
         if (n == 0) break;
         sha.update(buf.data(), n);
+        if (go_on && !go_on()) return false;
     }
-    if (desc.size < 0 || sha.bytes() != static_cast<std::uint64_t>(desc.size))
+    check_blob(desc, sha.bytes(), sha.finish());
+    return true;
+}
+
+void Store::check_blob(const oci::Descriptor& desc, std::uint64_t bytes, const core::Digest& digest) const {
+    if (desc.size < 0 || bytes != static_cast<std::uint64_t>(desc.size))
         throw Error(ErrorCategory::integrity, "blob " + desc.digest.str() + " in " + root_.string() + " has " +
-                                                  std::to_string(sha.bytes()) + " bytes, not " +
+                                                  std::to_string(bytes) + " bytes, not " +
                                                   std::to_string(desc.size) + " as its descriptor says");
-    check_digest(desc, sha.finish());
+    check_digest(desc, digest);
 }
 
 std::string Store::read_verified(const oci::Descriptor& desc) const {

@@ -576,21 +576,72 @@ def test_checked_diff_id_is_not_taken_for_another(world, tmp_path):
     assert "uncompressed content has digest" in proc.stderr and "sha256:" + "2" * 64 in proc.stderr
 
 
-def test_layout_is_read_in_place_and_checked_first(world):
-    # An oci: layout is read where it is (nothing copied into the store), so its blobs are
-    # checked against their digests before anything is written.
-    world.unpack([tar_of([reg("f", b"1")])], check=True)
+def layer_blob(layout: Path, index: int) -> Path:
+    idx = json.loads((layout / "index.json").read_text())
+    manifest = json.loads((layout / "blobs" / "sha256" / idx["manifests"][0]["digest"][7:]).read_bytes())
+    return layout / "blobs" / "sha256" / manifest["layers"][index]["digest"][7:]
+
+
+@pytest.mark.parametrize("damaged", [0, 1, 2])
+def test_layout_blobs_are_checked_and_a_failed_unpack_leaves_nothing(world, damaged):
+    # An oci: layout is read where it is (nothing copied into the store); each layer blob is
+    # checked against its digest, before its turn or while it is applied. A damaged one fails the
+    # unpack naming the blob, and the tree made so far is removed: part of an image must not pass
+    # for the image.
+    big = [reg(f"dir{i}/file{j}", os.urandom(3000)) for i in range(40) for j in range(60)]  # ~7 MB: read ahead
+    layers = [tar_of([reg("first", b"1")]), tar_of(big), tar_of([reg("last", b"3")])]
+    world.unpack(layers, check=True)
     assert [p for p in (world.top / "store").rglob("*") if p.is_file() and "blobs" in p.parts] == []
-    blob = next(p for p in (world.layout / "blobs" / "sha256").iterdir() if p.stat().st_size > 0 and
-                json_or_none(p) is None)
+    assert (world.root / "dir39" / "file59").stat().st_size == 3000
+    blob = layer_blob(world.layout, damaged)
     data = bytearray(blob.read_bytes())
-    data[-1] ^= 0xFF
+    data[len(data) // 2] ^= 0xFF
     blob.write_bytes(bytes(data))
-    shutil.rmtree(world.root)
-    world.root.mkdir()
-    proc = world.ocibuild("unpack", f"oci:{world.layout}:1", world.root, check=False)
-    assert proc.returncode == 1 and f"blob sha256:{blob.name}" in proc.stderr and "has digest" in proc.stderr, proc.stderr
-    assert os.listdir(world.root) == []
+    for dest in [world.root, world.top / "new-dest"]:
+        if dest == world.root:
+            shutil.rmtree(dest)
+            dest.mkdir()
+        proc = world.ocibuild("unpack", f"oci:{world.layout}:1", dest, check=False)
+        assert proc.returncode == 1, proc.stderr
+        assert f"blob sha256:{blob.name} in {world.layout} has digest" in proc.stderr, proc.stderr
+        if dest == world.root:
+            assert os.listdir(dest) == []  # it was empty: kept, and empty again
+        else:
+            assert not dest.exists()  # made by the unpack: gone
+
+
+def test_failed_unpack_onto_a_tree_keeps_it(world):
+    # With --force onto a tree that was not empty, nothing can tell ours from the user's files:
+    # the tree stays, with no partial file.
+    (world.root / "mine").write_text("keep")
+    plain = tar_of([reg("ok", b"fine"), reg("big-must-not-exist", os.urandom(200_000))])
+    proc = world.unpack([plain[: 512 * 3 + 100_000]], how="none", diff_ids=["sha256:" + "0" * 64], extra=["--force"])
+    assert proc.returncode == 1 and "big-must-not-exist" in proc.stderr, proc.stderr
+    assert (world.root / "mine").read_text() == "keep" and (world.root / "ok").read_bytes() == b"fine"
+    assert not partial_files(world.root)
+
+
+T1, T2 = 1_600_000_000, 1_650_000_000
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS)
+def test_directories_finish_once_after_the_last_layer(world, resolver):
+    # Modes and times of directories are set after the last layer: a file a later layer adds does
+    # not leave its directory with the unpack's own time, a 0555 directory does not stop a later
+    # layer, and a directory removed by a whiteout and made again later (implicitly, as a parent)
+    # does not get the removed one's attributes.
+    layers = [
+        tar_of([dir_("ro", mode=0o555, mtime=T1), dir_("gone", mode=0o700, mtime=T1), dir_("gone/sub", mtime=T1)]),
+        tar_of([reg("ro/added", b"x", mtime=T2), reg(".wh.gone")]),
+        tar_of([reg("gone/sub/again", b"y", mtime=T2)]),
+    ]
+    world.unpack(layers, resolver=resolver, check=True)
+    ro = os.stat(world.root / "ro")
+    assert stat.S_IMODE(ro.st_mode) == 0o555 and ro.st_mtime == T1
+    assert (world.root / "ro" / "added").read_bytes() == b"x"
+    for d in ["gone", "gone/sub"]:
+        st = os.stat(world.root / d)
+        assert stat.S_IMODE(st.st_mode) == 0o755 and st.st_mtime != T1, d
 
 
 def test_target_must_be_empty_unless_forced(world):

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -67,15 +68,60 @@ struct ApplyStats {
 ApplyStats apply_layer(int layer_fd, const std::filesystem::path& root, const ApplyOptions& options,
                        std::string_view what);
 
+/// Where a layer blob comes from, for apply_stored_layer.
+enum class BlobSource {
+    /// Our store: the blob was verified when it came in, and its checked diff_id is recorded on it.
+    own_store,
+    /// A user's layout read in place, the blob checked against its descriptor already: no records.
+    checked_layout,
+    /// A user's layout read in place: the blob is checked against the layer's size and digest as it
+    /// is read (core::Error(integrity) naming the blob; when it fails to decode, its digest is
+    /// checked first, so that a damaged blob is named as such). No records.
+    unchecked_layout,
+};
+
 /// apply_layer for `layer`, a blob in `store`, whose tar must have the sha256 `diff_id` (the
 /// config's): core::Error(integrity) naming both digests otherwise. The tar is hashed only until
 /// that was checked once: then the store records it on the blob (Store::record_diff_id) and later
 /// applies skip the hash, as the blob's own digest was verified when it entered the store and its
 /// gzip/zstd checksums are still checked. A blob stored uncompressed is its own diff_id.
-/// `own_store` false (a user's layout read in place): no record is read or written.
 ApplyStats apply_stored_layer(const store::Store& store, const oci::Descriptor& layer, const core::Digest& diff_id,
                               const std::filesystem::path& root, const ApplyOptions& options, std::string_view what,
-                              bool own_store = true);
+                              BlobSource from = BlobSource::own_store);
+
+namespace detail {
+class Applier;
+}
+
+/// Layers applied one after another onto one tree (an image unpacked, a copy of a root
+/// filesystem). Directories get their modes and times once, in finish(), after the last layer:
+/// a later layer writing into a directory would change its mtime again (its own entry for the
+/// directory, if any, wins), and a directory it made 0555 would be in the way.
+class TreeApplier {
+public:
+    /// `root` must exist.
+    TreeApplier(const std::filesystem::path& root, const ApplyOptions& options);
+    /// Without finish() (a failure): directories are finished anyway, errors ignored.
+    ~TreeApplier();
+    TreeApplier(const TreeApplier&) = delete;
+    TreeApplier& operator=(const TreeApplier&) = delete;
+
+    /// apply_layer's work, without finishing directories.
+    ApplyStats apply(int layer_fd, std::string_view what);
+    /// apply_stored_layer's work, without finishing directories.
+    ApplyStats apply_stored(const store::Store& store, const oci::Descriptor& layer, const core::Digest& diff_id,
+                            std::string_view what, BlobSource from = BlobSource::own_store);
+    /// Directory modes and times, deepest first.
+    void finish();
+
+private:
+    std::unique_ptr<detail::Applier> applier_;
+    bool finished_ = false;
+};
+
+/// Removes everything inside `dir` (not `dir` itself), never following symlinks; directories left
+/// without write permission (a rootless apply) are made writable on the way. For a failed unpack.
+void clear_tree(const std::filesystem::path& dir);
 
 /// The owner recorded by Ownership::rootless_xattr on `path`, if any.
 struct RecordedOwner {

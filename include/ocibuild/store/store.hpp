@@ -18,6 +18,7 @@
 // two writers of the same blob both rename identical bytes, so neither corrupts it.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -78,7 +79,11 @@ public:
     [[nodiscard]] core::UniqueFd open_blob(const core::Digest& digest) const;
     /// Reads the blob `desc` names and checks its size and digest (core::Error(integrity) naming
     /// both digests otherwise): for stores that are not ours, such as a user's layout read in place.
-    void verify_blob(const oci::Descriptor& desc) const;
+    /// `go_on`, if given, is asked after each MiB: false abandons the check (returns false).
+    bool verify_blob(const oci::Descriptor& desc, const std::function<bool()>& go_on = nullptr) const;
+    /// The same check for `bytes` and `digest` found while reading the blob some other way (as it
+    /// was applied, say).
+    void check_blob(const oci::Descriptor& desc, std::uint64_t bytes, const core::Digest& digest) const;
     /// read() of a small blob, checked against desc.digest like verify_blob.
     [[nodiscard]] std::string read_verified(const oci::Descriptor& desc) const;
     /// Puts a blob of `from` into this store without re-reading it when possible (hard link, then copy),

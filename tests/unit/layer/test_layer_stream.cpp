@@ -52,19 +52,25 @@ std::string sample_bytes(std::size_t size, std::uint32_t seed = 11) {
 struct Decoded {
     std::string plain;
     core::Digest digest;
+    layer::detail::BlobRead blob;
 };
+
+/// Sources hash the blob's own bytes too unless told otherwise: every decode checks both digests.
+constexpr layer::detail::SourceOptions both_digests{.hash_plain = true, .hash_blob = true};
 
 Decoded drain(layer::detail::PlainSource& source) {
     Decoded d;
     for (auto chunk = source.next(); !chunk.empty(); chunk = source.next()) d.plain.append(chunk.data(), chunk.size());
-    d.digest = source.finish();
+    auto digests = source.finish();
+    d.digest = digests.plain;
+    d.blob = digests.blob;
     return d;
 }
 
 /// Through a memfd: blobs over 4 MiB take the read-ahead thread, smaller ones the caller's.
 Decoded decode_file(std::string_view blob) {
     auto fd = memfd_of(blob);
-    auto source = layer::detail::open_plain_source(fd.get(), "layer sha256:test");
+    auto source = layer::detail::open_plain_source(fd.get(), "layer sha256:test", both_digests);
     return drain(*source);
 }
 
@@ -88,7 +94,7 @@ Decoded decode_pipe(std::string_view blob, std::size_t max_piece, std::uint32_t 
     });
     Decoded d;
     try {
-        auto source = layer::detail::open_plain_source(rd.get(), "layer sha256:test");
+        auto source = layer::detail::open_plain_source(rd.get(), "layer sha256:test", both_digests);
         d = drain(*source);
     } catch (...) {
         rd.reset();
@@ -101,18 +107,17 @@ Decoded decode_pipe(std::string_view blob, std::size_t max_piece, std::uint32_t 
 
 void check_decodes(std::string_view blob, const std::string& plain) {
     const auto expected = core::Digest::of(plain);
-    const auto a = decode_file(blob);
-    CHECK(a.plain.size() == plain.size());
-    CHECK(a.plain == plain);
-    CHECK(a.digest == expected);
-    const auto b = decode_pipe(blob, 4096);
-    CHECK(b.plain == plain);
-    CHECK(b.digest == expected);
-    if (blob.size() < (std::size_t{1} << 20)) {
-        const auto c = decode_pipe(blob, 7);
-        CHECK(c.plain == plain);
-        CHECK(c.digest == expected);
-    }
+    const auto blob_digest = core::Digest::of(blob);
+    const auto check = [&](const Decoded& d) {
+        CHECK(d.plain.size() == plain.size());
+        CHECK(d.plain == plain);
+        CHECK(d.digest == expected);
+        CHECK(d.blob.bytes == blob.size());
+        CHECK(d.blob.digest == blob_digest);
+    };
+    check(decode_file(blob));
+    check(decode_pipe(blob, 4096));
+    if (blob.size() < (std::size_t{1} << 20)) check(decode_pipe(blob, 7));
 }
 
 std::string ocibuild_gzip(const std::string& data, int level) {

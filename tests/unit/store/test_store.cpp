@@ -131,6 +131,14 @@ TEST_CASE("verify_blob checks a blob's size and digest where it lies") {
         CHECK(std::string(e.what()) == "blob " + desc.digest.str() + " in " + s.root().string() + " has digest " +
                                            core::Digest::of("layer bytez").str());
     }
+    // A check its caller no longer needs stops, saying so, without a verdict.
+    int asked = 0;
+    CHECK_FALSE(s.verify_blob(desc, [&] { return ++asked > 1; }));
+    CHECK(asked == 1);
+    // check_blob: the same verdicts for what was found while reading the blob some other way.
+    s.check_blob(desc, 11, core::Digest::of("layer bytes"));
+    CHECK_THROWS_AS(s.check_blob(desc, 11, core::Digest::of("layer bytez")), core::Error);
+    CHECK_THROWS_AS(s.check_blob(desc, 12, core::Digest::of("layer bytes")), core::Error);
 }
 
 TEST_CASE("a blob's checked diff_id is recorded on it") {

@@ -1,7 +1,8 @@
 // libFuzzer target for layer apply. Each input is a layer blob (plain, gzip or zstd tar) applied:
-//  - twice onto one tree with openat2 resolution and twice onto another with the manual walk (the
-//    second pass meets its own entries: replacements, dir over dir, whiteouts of existing paths,
-//    hard links to existing files); both must end the same way (same error text, or the same tree);
+//  - twice onto one tree with openat2 resolution and twice onto another with the manual walk, as
+//    two layers of one image (the second pass meets its own entries: replacements, dir over dir,
+//    whiteouts of existing paths, hard links to existing files; directories are finished after
+//    both); both must end the same way (same error text, or the same tree);
 //  - once in overlay mode onto a third tree.
 // After each input the sandbox must hold exactly the three target folders (anything else means an
 // entry escaped) and the process the same open fds as before. An escape, an fd leak, a resolver
@@ -122,13 +123,16 @@ std::size_t open_fds() {
     return n;
 }
 
-/// Applies `layer` onto `root` `times` times; returns "" or the error text.
+/// Applies `layer` onto `root` `times` times, as consecutive layers of one image (directories
+/// finished once, after the last); returns "" or the error text.
 std::string apply(int layer_fd, const fs::path& root, const layer::ApplyOptions& options, int times) {
     try {
+        layer::TreeApplier tree(root, options);
         for (int i = 0; i < times; ++i) {
             if (::lseek(layer_fd, 0, SEEK_SET) != 0) bug("lseek failed");
-            (void)layer::apply_layer(layer_fd, root, options, "fuzz layer");
+            (void)tree.apply(layer_fd, "fuzz layer");
         }
+        tree.finish();
         return {};
     } catch (const core::Error& e) {
         return e.what();

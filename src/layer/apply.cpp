@@ -524,7 +524,7 @@ private:
         }
         core::UniqueFd dir(::openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (!dir) failed(errno, "opening the new directory");
-        if (!rootless_ && ::fchown(dir.get(), e.uid, e.gid) != 0) chown_failed(errno, e.uid, e.gid);
+        if (!rootless_) set_owner(dir.get(), e);
         if (existed) clear_stale_xattrs(dir.get(), e);
         apply_xattrs(dir.get(), false, e, true);
         if (rootless_) set_owner_xattr(dir.get(), false, e, existed);
@@ -533,13 +533,25 @@ private:
         if (dirs_.find(e.path.path) < 0) (void)dirs_.put(e.path.path, std::move(dir));
     }
 
+    /// chown to the entry's owner, unless the fd's file has it already (a setattr costs more than
+    /// a stat on ext4, and most files are root's, made by root).
+    void set_owner(int fd, const Entry& e) {
+        struct stat st {};
+        if (::fstat(fd, &st) == 0 && st.st_uid == e.uid && st.st_gid == e.gid) return;
+        if (::fchown(fd, e.uid, e.gid) != 0) chown_failed(errno, e.uid, e.gid);
+    }
+
     void write_file(struct archive* a, ReadContext& ctx, int parent, const Entry& e) {
         const char* name = e.path.name.c_str();
         constexpr int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-        core::UniqueFd fd(::openat(parent, name, flags, 0600));
+        // Made with its final mode where the umask keeps it (then no chmod is needed), unless
+        // that has setuid/setgid/sticky (which must follow the chown) or leaves the owner unable
+        // to write (a rootless owner xattr is set below).
+        const mode_t create_mode = (e.mode & 07000) == 0 && (e.mode & 0200) != 0 ? e.mode : 0600;
+        core::UniqueFd fd(::openat(parent, name, flags, create_mode));
         if (!fd && errno == EEXIST) {
             remove_existing(parent, e.path.name, e.path.path);
-            fd = core::UniqueFd(::openat(parent, name, flags, 0600));
+            fd = core::UniqueFd(::openat(parent, name, flags, create_mode));
         }
         if (!fd) failed(errno, "creating the file");
         // From here on, a failure removes the file: the tree never holds a partial one.
@@ -573,10 +585,14 @@ private:
             end = std::max(end, offset + static_cast<std::int64_t>(n));
         }
         if (size > end && ::ftruncate(fd.get(), size) != 0) failed(errno, "extending the file");
-        if (!rootless_ && ::fchown(fd.get(), e.uid, e.gid) != 0) chown_failed(errno, e.uid, e.gid);
+        struct stat st {};
+        if (::fstat(fd.get(), &st) != 0) failed(errno, "stat");
+        if (!rootless_ && (st.st_uid != e.uid || st.st_gid != e.gid) && ::fchown(fd.get(), e.uid, e.gid) != 0)
+            chown_failed(errno, e.uid, e.gid);
         apply_xattrs(fd.get(), false, e, false);  // after chown: chown drops security.capability
         if (rootless_) set_owner_xattr(fd.get(), false, e, false);
-        if (::fchmod(fd.get(), e.mode) != 0) failed(errno, "chmod");  // after chown: setuid survives
+        // After chown, which clears setuid and setgid; a chown that changed nothing clears nothing.
+        if ((st.st_mode & 07777) != e.mode && ::fchmod(fd.get(), e.mode) != 0) failed(errno, "chmod");
         if (::futimens(fd.get(), e.times) != 0) failed(errno, "setting times");
         if (::close(fd.release()) != 0) failed(errno, "closing the file");
         partial.armed = false;

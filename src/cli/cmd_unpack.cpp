@@ -1,12 +1,14 @@
 // unpack: an image's layers applied in order into a directory (a root filesystem).
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -76,20 +78,18 @@ ImageSource locate(UnpackArgs& args, const store::Store& store, const oci::Platf
 }
 
 /// Checks a layout's layer blobs against their descriptors ahead of their turn, on a thread of its
-/// own and in layer order, with CPU time the unpack leaves idle (a layer of many small files keeps
-/// the applying thread busy and the inflating one waiting). A layer whose turn comes first is
-/// claimed: its check, if under way, is dropped, and the blob is checked as it is applied instead.
+/// own and in layer order, with CPU time nothing else wants (SCHED_IDLE; a layer of many small
+/// files keeps the applying thread busy and leaves the inflating one waiting). A layer whose turn
+/// comes first is claimed: its check, if under way, is dropped, and the blob is checked as it is
+/// applied instead. Lock-free, so that the applying thread never waits for a starved checker.
 class BlobChecks {
 public:
     BlobChecks(const store::Store& layout, std::vector<oci::Descriptor> blobs)
-        : layout_(layout), blobs_(std::move(blobs)), states_(blobs_.size(), State::waiting), errors_(blobs_.size()) {
+        : layout_(layout), blobs_(std::move(blobs)), states_(blobs_.size()), errors_(blobs_.size()) {
         thread_ = std::thread([this] { check_all(); });
     }
     ~BlobChecks() {
-        {
-            std::lock_guard lock(mutex_);
-            stopping_ = true;
-        }
+        stopping_ = true;
         thread_.join();
     }
     BlobChecks(const BlobChecks&) = delete;
@@ -98,46 +98,41 @@ public:
     /// Blob i's turn: checked_layout when its check passed (its failure is thrown), otherwise
     /// unchecked_layout, and the thread leaves it alone.
     layer::BlobSource claim(std::size_t i) {
-        std::lock_guard lock(mutex_);
-        if (states_[i] == State::passed) return layer::BlobSource::checked_layout;
-        if (states_[i] == State::failed) std::rethrow_exception(errors_[i]);
-        states_[i] = State::claimed;
-        return layer::BlobSource::unchecked_layout;
+        State state = states_[i].load();
+        for (;;) {
+            if (state == State::passed) return layer::BlobSource::checked_layout;
+            if (state == State::failed) std::rethrow_exception(errors_[i]);  // written before `failed`
+            if (states_[i].compare_exchange_weak(state, State::claimed)) return layer::BlobSource::unchecked_layout;
+        }
     }
 
 private:
-    enum class State { waiting, checking, passed, failed, claimed };
+    enum class State { waiting = 0, checking, passed, failed, claimed };
 
     void check_all() {
-        for (std::size_t i = 0; i < blobs_.size(); ++i) {
-            {
-                std::lock_guard lock(mutex_);
-                if (stopping_) return;
-                if (states_[i] == State::claimed) continue;
-                states_[i] = State::checking;
-            }
+        const struct sched_param idle {};
+        (void)::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &idle);
+        for (std::size_t i = 0; i < blobs_.size() && !stopping_; ++i) {
+            State state = State::waiting;
+            if (!states_[i].compare_exchange_strong(state, State::checking)) continue;  // claimed
             std::exception_ptr error;
             try {
-                layout_.verify_blob(blobs_[i], [&] {
-                    std::lock_guard lock(mutex_);
-                    return !stopping_ && states_[i] == State::checking;
-                });
+                if (!layout_.verify_blob(blobs_[i], [&] { return !stopping_ && states_[i] == State::checking; }))
+                    continue;
             } catch (...) {
                 error = std::current_exception();
             }
-            std::lock_guard lock(mutex_);
-            if (states_[i] != State::checking) continue;  // claimed meanwhile; or stopping
-            states_[i] = error ? State::failed : State::passed;
-            errors_[i] = error;
+            errors_[i] = error;  // read by claim() only once it sees `failed`
+            state = State::checking;
+            (void)states_[i].compare_exchange_strong(state, error ? State::failed : State::passed);
         }
     }
 
     const store::Store& layout_;
     std::vector<oci::Descriptor> blobs_;
-    std::mutex mutex_;
-    std::vector<State> states_;
+    std::vector<std::atomic<State>> states_;
     std::vector<std::exception_ptr> errors_;
-    bool stopping_ = false;
+    std::atomic<bool> stopping_ = false;
     std::thread thread_;
 };
 

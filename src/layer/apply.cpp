@@ -140,6 +140,7 @@ struct Entry {
 
 struct PendingDir {
     mode_t mode = 0;
+    bool chmod = true;  // false: made with this mode already
     bool set_times = false;
     struct timespec times[2] {};
 };
@@ -498,9 +499,10 @@ private:
         pend_dir("", e);
     }
 
-    void pend_dir(const std::string& path, const Entry& e) {
+    void pend_dir(const std::string& path, const Entry& e, bool chmod = true) {
         PendingDir& p = pending_dirs_[path];
         p.mode = e.mode;
+        p.chmod = chmod;
         p.set_times = true;
         p.times[0] = e.times[0];
         p.times[1] = e.times[1];
@@ -508,8 +510,11 @@ private:
 
     void make_dir(int parent, const Entry& e) {
         const char* name = e.path.name.c_str();
+        // Made with its final mode when that leaves the owner rwx (the usual 0755: then only its
+        // times wait for the end); otherwise 0700 until the end, so that its content can be written.
+        const mode_t create_mode = (e.mode & 07000) == 0 && (e.mode & 0700) == 0700 ? e.mode : 0700;
         bool existed = false;
-        if (::mkdirat(parent, name, 0700) != 0) {
+        if (::mkdirat(parent, name, create_mode) != 0) {
             if (errno != EEXIST) failed(errno, "mkdir");
             struct stat st {};
             if (::fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
@@ -519,26 +524,22 @@ private:
                 }
             } else {
                 remove_existing(parent, e.path.name, e.path.path);
-                if (::mkdirat(parent, name, 0700) != 0) failed(errno, "mkdir");
+                if (::mkdirat(parent, name, create_mode) != 0) failed(errno, "mkdir");
             }
         }
         core::UniqueFd dir(::openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (!dir) failed(errno, "opening the new directory");
-        if (!rootless_) set_owner(dir.get(), e);
+        struct stat st {};
+        if (::fstat(dir.get(), &st) != 0) failed(errno, "stat of the new directory");
+        if (!rootless_ && (st.st_uid != e.uid || st.st_gid != e.gid) && ::fchown(dir.get(), e.uid, e.gid) != 0)
+            chown_failed(errno, e.uid, e.gid);
         if (existed) clear_stale_xattrs(dir.get(), e);
         apply_xattrs(dir.get(), false, e, true);
         if (rootless_) set_owner_xattr(dir.get(), false, e, existed);
-        pend_dir(e.path.path, e);
+        // A chown leaves a directory's mode alone; the umask or a setgid parent may not have.
+        pend_dir(e.path.path, e, existed || (st.st_mode & 07777) != e.mode);
         // Its entries usually come next: they need not resolve it again.
         if (dirs_.find(e.path.path) < 0) (void)dirs_.put(e.path.path, std::move(dir));
-    }
-
-    /// chown to the entry's owner, unless the fd's file has it already (a setattr costs more than
-    /// a stat on ext4, and most files are root's, made by root).
-    void set_owner(int fd, const Entry& e) {
-        struct stat st {};
-        if (::fstat(fd, &st) == 0 && st.st_uid == e.uid && st.st_gid == e.gid) return;
-        if (::fchown(fd, e.uid, e.gid) != 0) chown_failed(errno, e.uid, e.gid);
     }
 
     void write_file(struct archive* a, ReadContext& ctx, int parent, const Entry& e) {
@@ -585,6 +586,8 @@ private:
             end = std::max(end, offset + static_cast<std::int64_t>(n));
         }
         if (size > end && ::ftruncate(fd.get(), size) != 0) failed(errno, "extending the file");
+        // chown and chmod only what differs: one stat costs less than two setattrs (on ext4 each
+        // dirties the inode), and most files are root's, made by root with their final mode.
         struct stat st {};
         if (::fstat(fd.get(), &st) != 0) failed(errno, "stat");
         if (!rootless_ && (st.st_uid != e.uid || st.st_gid != e.gid) && ::fchown(fd.get(), e.uid, e.gid) != 0)
@@ -798,13 +801,16 @@ private:
     // ---- the end
 
     /// Directory modes and times, deepest first, after all content is written (a 0555 directory
-    /// must not stop its children from being written, and writing children changes mtimes).
+    /// must not stop its children from being written, and writing children changes mtimes). Every
+    /// pending path is a directory this tree made or kept: whatever replaces one removes it from
+    /// pending_dirs_ first (remove_existing).
     void finish_dirs() {
         std::vector<std::pair<std::string, PendingDir>> dirs(pending_dirs_.begin(), pending_dirs_.end());
         pending_dirs_.clear();
         std::stable_sort(dirs.begin(), dirs.end(),
                          [](const auto& x, const auto& y) { return depth_of(x.first) > depth_of(y.first); });
         for (const auto& [path, p] : dirs) {
+            current_ = path;
             core::UniqueFd dir;
             if (path.empty()) {
                 dir = detail::reopen_dir(root_.fd());
@@ -816,11 +822,16 @@ private:
                     if (r.status != detail::ResolveStatus::ok) continue;     // removed since
                     parent = dirs_.put(ep.parent, std::move(r.fd));
                 }
+                if (!p.chmod) {  // only its times: through the parent, the name not followed
+                    if (p.set_times && ::utimensat(parent, ep.name.c_str(), p.times, AT_SYMLINK_NOFOLLOW) != 0 &&
+                        errno != ENOENT)
+                        failed(errno, "setting times");
+                    continue;
+                }
                 dir = core::UniqueFd(
                     ::openat(parent, ep.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
             }
             if (!dir) continue;  // gone, or replaced by a non-directory
-            current_ = path;
             if (::fchmod(dir.get(), p.mode) != 0) failed(errno, "chmod");
             if (p.set_times && ::futimens(dir.get(), p.times) != 0) failed(errno, "setting times");
         }

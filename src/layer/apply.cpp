@@ -143,6 +143,13 @@ struct PendingDir {
     bool chmod = true;  // false: made with this mode already
     bool set_times = false;
     struct timespec times[2] {};
+    // Set by a directory entry applied in full: the owner it got (or recorded, rootless) and
+    // whether the entry had xattrs. A later entry for the same directory with the same owner and
+    // mode and no xattrs changes only its times (see make_dir).
+    bool attributes_known = false;
+    bool had_xattrs = false;
+    std::uint32_t uid = 0;
+    std::uint32_t gid = 0;
 };
 
 /// Directory fds by path, the most recently used first. In a path-sorted tar an entry's parent is
@@ -499,6 +506,7 @@ private:
         pend_dir("", e);
     }
 
+    /// `path` got entry `e`'s owner and xattrs; its mode (when `chmod`) and times wait for the end.
     void pend_dir(const std::string& path, const Entry& e, bool chmod = true) {
         PendingDir& p = pending_dirs_[path];
         p.mode = e.mode;
@@ -506,9 +514,38 @@ private:
         p.set_times = true;
         p.times[0] = e.times[0];
         p.times[1] = e.times[1];
+        p.attributes_known = true;
+        p.had_xattrs = archive_entry_xattr_count(e.ae) > 0;
+        p.uid = e.uid;
+        p.gid = e.gid;
+    }
+
+    /// A directory entry for a directory an earlier entry of this tree made or re-attributed
+    /// with the same owner and mode, neither with xattrs: as common as the directories above each
+    /// layer's files. Nothing on disk changes but its times, which wait for the end anyway: five
+    /// syscalls and a chmod at the end fewer. Anything that replaced or removed it since erased
+    /// its pending record (remove_existing). False when the entry needs the full treatment.
+    bool same_dir_again(int parent, const Entry& e) {
+        const auto it = pending_dirs_.find(e.path.path);
+        if (it == pending_dirs_.end()) return false;
+        PendingDir& p = it->second;
+        if (!p.attributes_known || p.had_xattrs || archive_entry_xattr_count(e.ae) > 0 || p.mode != e.mode ||
+            p.uid != e.uid || p.gid != e.gid)
+            return false;
+        if (dirs_.find(e.path.path) < 0) {  // its entries usually come next
+            core::UniqueFd dir(
+                ::openat(parent, e.path.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+            if (!dir) return false;
+            (void)dirs_.put(e.path.path, std::move(dir));
+        }
+        p.set_times = true;
+        p.times[0] = e.times[0];
+        p.times[1] = e.times[1];
+        return true;
     }
 
     void make_dir(int parent, const Entry& e) {
+        if (same_dir_again(parent, e)) return;
         const char* name = e.path.name.c_str();
         // Made with its final mode when that leaves the owner rwx (the usual 0755: then only its
         // times wait for the end); otherwise 0700 until the end, so that its content can be written.

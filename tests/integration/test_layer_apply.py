@@ -644,6 +644,38 @@ def test_directories_finish_once_after_the_last_layer(world, resolver):
         assert stat.S_IMODE(st.st_mode) == 0o755 and st.st_mtime != T1, d
 
 
+@pytest.mark.parametrize("resolver", RESOLVERS)
+def test_a_later_directory_entry_replaces_the_attributes(world, resolver):
+    # Upper layers repeat the directories above their files. The last entry for a directory
+    # decides its mode, owner, times and xattrs, whether or not it changes anything; one that
+    # changes nothing but its time must still leave that time.
+    owner = 1000 if IS_ROOT else 0
+    layers = [
+        tar_of([dir_("same", mtime=T1), reg("same/f", b"1", mtime=T1),
+                dir_("attr", mtime=T1, xattrs={"user.k": "v"}),
+                dir_("owned", mtime=T1), dir_("moded", mode=0o700, mtime=T1),
+                dir_("replaced", mtime=T1), dir_("again", mtime=T1)]),
+        tar_of([dir_("same", mtime=T2), reg("same/g", b"2", mtime=T1),
+                dir_("attr", mtime=T2), dir_("owned", uid=owner, gid=owner, mtime=T2),
+                dir_("moded", mode=0o750, mtime=T2), reg("replaced", b"file", mtime=T2),
+                dir_("again", mtime=T2)]),
+        tar_of([dir_("again", mtime=T1 + 7), reg(".wh.replaced")]),
+        tar_of([dir_("replaced", mode=0o711, mtime=T2), dir_("same", mtime=T2)]),
+    ]
+    world.unpack(layers, resolver=resolver, check=True)
+    r = world.root
+    for d in ["same", "attr", "owned", "moded"]:
+        assert os.stat(r / d).st_mtime == T2, d
+    assert sorted(os.listdir(r / "same")) == ["f", "g"]
+    assert "user.k" not in os.listxattr(r / "attr")
+    if IS_ROOT:
+        assert (os.stat(r / "owned").st_uid, os.stat(r / "owned").st_gid) == (owner, owner)
+    assert stat.S_IMODE(os.stat(r / "moded").st_mode) == 0o750
+    st = os.stat(r / "replaced")
+    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o711 and st.st_mtime == T2
+    assert os.stat(r / "again").st_mtime == T1 + 7
+
+
 def test_target_must_be_empty_unless_forced(world):
     (world.root / "existing").write_text("x")
     proc = world.unpack([tar_of([reg("f", b"1")])])

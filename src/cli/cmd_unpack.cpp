@@ -30,6 +30,11 @@ namespace fs = std::filesystem;
 using core::Error;
 using core::ErrorCategory;
 
+/// Tar bytes of the next layer decoded at most while the current one is applied: memory that buys
+/// the idle CPU of a layer of a few large files (the applying thread waits for inflate; peak RSS
+/// about 100 MB with 64 MiB, which gains about 10% on the bench image of docs/benchmarks.md).
+constexpr std::size_t decode_ahead_bytes = std::size_t{64} << 20;
+
 struct UnpackArgs {
     std::string image;
     std::string dir;
@@ -194,15 +199,25 @@ int run_unpack(UnpackArgs& args) {
     std::uint64_t bytes = 0;
     try {
         layer::TreeApplier tree(dir, options);
-        for (std::size_t i = 0; i < manifest.layers.size(); ++i) {
+        const auto open = [&](std::size_t i, std::size_t read_ahead) {
             const auto& l = manifest.layers[i];
             const std::string what = "layer " + std::to_string(i + 1) + "/" +
                                      std::to_string(manifest.layers.size()) + " (" + l.digest.str().substr(0, 19) +
                                      ")";
             const auto from = checks ? checks->claim(i) : layer::BlobSource::own_store;
-            const auto stats = tree.apply_stored(source, l, config.diff_ids[i], what, from);
+            return tree.open_stored(source, l, config.diff_ids[i], what, from, read_ahead);
+        };
+        // Each layer's blob is decoded while the one before it is applied: a layer of many small
+        // files leaves the decoding thread idle, one of a few large files the applying thread.
+        std::optional<layer::StoredLayer> current;
+        if (!manifest.layers.empty()) current.emplace(open(0, 0));
+        for (std::size_t i = 0; i < manifest.layers.size(); ++i) {
+            std::optional<layer::StoredLayer> next;
+            if (i + 1 < manifest.layers.size()) next.emplace(open(i + 1, decode_ahead_bytes));
+            const auto stats = tree.apply_stored(std::move(*current));
             entries += stats.entries;
             bytes += stats.bytes;
+            current = std::move(next);
         }
         tree.finish();
     } catch (...) {

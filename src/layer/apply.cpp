@@ -37,6 +37,7 @@
 #include "ocibuild/core/error.hpp"
 #include "ocibuild/core/fd.hpp"
 #include "layer_stream.hpp"
+#include "file_writer.hpp"
 #include "rootless_owner.hpp"
 #include "safe_path.hpp"
 
@@ -163,14 +164,33 @@ public:
             if (items_[i].path != path) continue;
             std::rotate(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(i),
                         items_.begin() + static_cast<std::ptrdiff_t>(i) + 1);
-            return items_.front().fd.get();
+            return items_.front().fd->get();
         }
         return -1;
     }
     int put(std::string path, core::UniqueFd fd) {
         if (items_.size() == capacity) items_.pop_back();
-        items_.insert(items_.begin(), Item{std::move(path), std::move(fd)});
-        return items_.front().fd.get();
+        items_.insert(items_.begin(), Item{std::move(path), std::make_shared<const core::UniqueFd>(std::move(fd))});
+        return items_.front().fd->get();
+    }
+    /// The cached `fd` itself, shared (a file written on another thread keeps its parent open).
+    std::shared_ptr<const core::UniqueFd> share(int fd) const {
+        for (const auto& item : items_)
+            if (item.fd->get() == fd) return item.fd;
+        return nullptr;
+    }
+    /// The identity of the cached directory `fd` (fstat once); nullopt if not cached or not statable.
+    std::optional<detail::DirId> id(int fd) {
+        for (auto& item : items_) {
+            if (item.fd->get() != fd) continue;
+            if (!item.id) {
+                struct stat st {};
+                if (::fstat(fd, &st) != 0) return std::nullopt;
+                item.id = detail::DirId{st.st_dev, st.st_ino};
+            }
+            return item.id;
+        }
+        return std::nullopt;
     }
     /// Forgets every path. The fds stay open until release_forgotten(): the caller may still be
     /// using one (the parent of the entry that removed something).
@@ -184,10 +204,11 @@ private:
     static constexpr std::size_t capacity = 8;
     struct Item {
         std::string path;
-        core::UniqueFd fd;
+        std::shared_ptr<const core::UniqueFd> fd;
+        std::optional<detail::DirId> id;
     };
     std::vector<Item> items_;
-    std::vector<core::UniqueFd> forgotten_;
+    std::vector<std::shared_ptr<const core::UniqueFd>> forgotten_;
 };
 
 struct SkippedXattr {
@@ -211,17 +232,19 @@ public:
           overlay_(options.mode == ApplyMode::overlay),
           euid_(::geteuid()) {}
 
+    /// Where the sources of this tree's layers take their chunks from.
+    [[nodiscard]] const std::shared_ptr<ChunkPool>& chunk_pool() const { return chunk_pool_; }
+
     /// After run(): the blob's bytes as read (hashed with SourceOptions::hash_blob).
     [[nodiscard]] const detail::BlobRead& blob_read() const { return blob_read_; }
 
     /// Applies one layer. Directory modes and times wait for finish(), after the last layer.
-    ApplyStats run(int layer_fd, std::string_view what, SourceOptions source_options) {
+    ApplyStats run(std::unique_ptr<PlainSource> source, std::string_view what) {
         what_ = what;
         stats_ = {};
         blob_read_ = {};
         touched_.clear();
         skipped_xattrs_.clear();
-        auto source = detail::open_plain_source(layer_fd, what_, source_options);
         ReadContext ctx;
         ctx.source = source.get();
         detail::ReadArchive archive(archive_read_new());
@@ -232,17 +255,26 @@ public:
         if (archive_read_open(a, &ctx, nullptr, archive_read_cb, nullptr) != ARCHIVE_OK) archive_failed(a, ctx, {});
 
         std::string previous;
-        for (;;) {
-            struct archive_entry* ae = nullptr;
-            const int rc = archive_read_next_header(a, &ae);
-            if (rc == ARCHIVE_EOF) break;
-            // ARCHIVE_WARN is what libarchive says for names that are not UTF-8 in this locale:
-            // the bytes are kept, which is what we want. RETRY (a damaged header it could skip) is
-            // an error: skipping would silently drop entries.
-            if (rc == ARCHIVE_RETRY || rc < ARCHIVE_WARN) archive_failed(a, ctx, previous);
-            ++stats_.entries;
-            apply(a, ctx, ae);
-            previous = archive_entry_pathname(ae) != nullptr ? archive_entry_pathname(ae) : "";
+        try {
+            for (;;) {
+                struct archive_entry* ae = nullptr;
+                const int rc = archive_read_next_header(a, &ae);
+                if (rc == ARCHIVE_EOF) break;
+                // ARCHIVE_WARN is what libarchive says for names that are not UTF-8 in this
+                // locale: the bytes are kept, which is what we want. RETRY (a damaged header it
+                // could skip) is an error: skipping would silently drop entries.
+                if (rc == ARCHIVE_RETRY || rc < ARCHIVE_WARN) archive_failed(a, ctx, previous);
+                ++stats_.entries;
+                apply(a, ctx, ae);
+                previous = archive_entry_pathname(ae) != nullptr ? archive_entry_pathname(ae) : "";
+            }
+            drain_writer();
+        } catch (...) {
+            try {  // files handed over are written (or removed) before the caller sees the failure
+                (void)writer_.drain();
+            } catch (...) {
+            }
+            throw;
         }
         auto digests = source->finish();
         stats_.diff_id = digests.plain;
@@ -324,17 +356,25 @@ private:
         if (e.times[0].tv_nsec < 0 || e.times[0].tv_nsec >= 1'000'000'000) e.times[0].tv_nsec = 0;
         if (e.times[1].tv_nsec < 0 || e.times[1].tv_nsec >= 1'000'000'000) e.times[1].tv_nsec = 0;
 
+        const bool is_whiteout = std::string_view(e.path.name).starts_with(whiteout_prefix);
+        // Whiteouts remove, hard links read their target: after every file handed over is written.
+        if (!writer_.idle() && (e.path.path.empty() || is_whiteout || e.kind == Kind::hardlink)) drain_writer();
         if (e.path.path.empty()) {
             if (e.kind != Kind::directory) refuse("a non-directory entry cannot replace the root");
             root_entry(e);
             return;
         }
-        if (std::string_view(e.path.name).starts_with(whiteout_prefix)) {
+        if (is_whiteout) {
             whiteout(e);
             return;
         }
         if (!overlay_) touch(e.path.path);
         const int parent = parent_dir(e.path.parent, true);
+        // The same name as a file not written yet (by inode: a path through a symlink counts).
+        if (!writer_.idle()) {
+            const auto id = dirs_.id(parent);
+            if (!id || writer_.pending(*id, e.path.name)) drain_writer();
+        }
         switch (e.kind) {
             case Kind::directory: make_dir(parent, e); break;
             case Kind::regular: write_file(a, ctx, parent, e); break;
@@ -374,6 +414,8 @@ private:
     /// from the tree clears the cache.
     int parent_dir(const std::string& path, bool create) {
         if (const int fd = dirs_.find(path); fd >= 0) return fd;
+        // A walk may pass through, or make a directory at, a name a file handed over will take.
+        if (!writer_.idle()) drain_writer();
         auto r = root_.resolve_dir(path, create, this);
         if (r.status != detail::ResolveStatus::ok) {
             if (!create && (r.status == detail::ResolveStatus::missing || r.status == detail::ResolveStatus::not_directory))
@@ -400,6 +442,7 @@ private:
     /// Removes whatever is at `name` (at `path`; recursively), never following symlinks. Directories
     /// that went with it are not finished: a directory made there later gets its own attributes.
     void remove_existing(int parent, const std::string& name, const std::string& path) {
+        if (!writer_.idle()) drain_writer();  // what goes may hold files handed over
         dirs_.clear();
         pending_dirs_.erase(path);
         const std::string below = path + '/';
@@ -579,7 +622,74 @@ private:
         if (dirs_.find(e.path.path) < 0) (void)dirs_.put(e.path.path, std::move(dir));
     }
 
+    /// Waits for the files handed over; writes here those that found a directory or a symlink in
+    /// their place (removing one changes what paths resolve to, and the directory cache).
+    void drain_writer() {
+        for (auto& t : writer_.drain()) {
+            const std::string entry = std::move(current_);
+            current_ = t.entry;
+            remove_existing(t.parent->get(), t.name, t.path);
+            if (!detail::write_file_task(t, false)) failed(EEXIST, "creating the file");
+            current_ = entry;
+        }
+    }
+
+    /// Calls fn(bytes, count, file offset) for each data block of the current entry (of `size`
+    /// bytes; negative: unknown). Sparse files have holes between blocks.
+    template <typename Fn>
+    void for_each_data_block(struct archive* a, ReadContext& ctx, std::int64_t size, Fn&& fn) {
+        for (;;) {
+            const void* block = nullptr;
+            size_t n = 0;
+            la_int64_t offset = 0;
+            const int rc = archive_read_data_block(a, &block, &n, &offset);
+            if (rc == ARCHIVE_EOF) return;
+            if (rc == ARCHIVE_RETRY || rc < ARCHIVE_WARN) {
+                if (ctx.error) std::rethrow_exception(ctx.error);
+                refuse("reading its data: " + detail::archive_message(a));
+            }
+            if (offset < 0 || (size >= 0 && offset + static_cast<std::int64_t>(n) > size))
+                refuse("data block outside the file's size");
+            fn(static_cast<const char*>(block), n, static_cast<std::int64_t>(offset));
+        }
+    }
+
+    /// A small file without xattrs goes to the writer thread with its content read here.
+    bool hand_over_file(struct archive* a, ReadContext& ctx, int parent, const Entry& e) {
+        const std::int64_t size = archive_entry_size(e.ae);
+        if (size < 0 || static_cast<std::uint64_t>(size) > detail::FileWriter::max_file_size ||
+            archive_entry_xattr_count(e.ae) != 0)
+            return false;
+        detail::FileTask t = writer_.new_task();
+        t.parent = dirs_.share(parent);
+        const auto id = dirs_.id(parent);
+        if (!t.parent || !id) return false;
+        t.parent_id = *id;
+        t.name = e.path.name;
+        t.path = e.path.path;
+        t.entry = current_;
+        t.prefix = prefix();
+        t.data.reserve(static_cast<std::size_t>(size));
+        for_each_data_block(a, ctx, size, [&](const char* block, std::size_t n, std::int64_t offset) {
+            if (n == 0) return;
+            t.data.append(block, n);
+            t.segments.emplace_back(offset, n);
+        });
+        t.size = size;
+        t.mode = e.mode;
+        t.chown = !rootless_;
+        t.uid = e.uid;
+        t.gid = e.gid;
+        if (rootless_) t.owner_xattr = detail::encode_rootless_owner(RecordedOwner{e.uid, e.gid});
+        t.times[0] = e.times[0];
+        t.times[1] = e.times[1];
+        writer_.submit(std::move(t));
+        stats_.bytes += static_cast<std::uint64_t>(size);
+        return true;
+    }
+
     void write_file(struct archive* a, ReadContext& ctx, int parent, const Entry& e) {
+        if (hand_over_file(a, ctx, parent, e)) return;
         const char* name = e.path.name.c_str();
         constexpr int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
         // Made with its final mode where the umask keeps it (then no chmod is needed), unless
@@ -592,36 +702,14 @@ private:
             fd = core::UniqueFd(::openat(parent, name, flags, create_mode));
         }
         if (!fd) failed(errno, "creating the file");
-        // From here on, a failure removes the file: the tree never holds a partial one.
-        struct Partial {
-            int parent;
-            const char* name;
-            core::UniqueFd* fd;
-            bool armed = true;
-            ~Partial() {
-                if (!armed) return;
-                fd->reset();
-                (void)::unlinkat(parent, name, 0);
-            }
-        } partial{parent, name, &fd};
+        detail::PartialFile partial(parent, name, fd);  // a failure removes the file
 
         const std::int64_t size = archive_entry_size(e.ae);
         std::int64_t end = 0;
-        for (;;) {
-            const void* block = nullptr;
-            size_t n = 0;
-            la_int64_t offset = 0;
-            const int rc = archive_read_data_block(a, &block, &n, &offset);
-            if (rc == ARCHIVE_EOF) break;
-            if (rc == ARCHIVE_RETRY || rc < ARCHIVE_WARN) {
-                if (ctx.error) std::rethrow_exception(ctx.error);
-                refuse("reading its data: " + detail::archive_message(a));
-            }
-            if (offset < 0 || (size >= 0 && offset + static_cast<std::int64_t>(n) > size))
-                refuse("data block outside the file's size");
-            write_at(fd.get(), static_cast<const char*>(block), n, offset);  // sparse holes stay holes
+        for_each_data_block(a, ctx, size, [&](const char* block, std::size_t n, std::int64_t offset) {
+            write_at(fd.get(), block, n, offset);  // sparse holes stay holes
             end = std::max(end, offset + static_cast<std::int64_t>(n));
-        }
+        });
         if (size > end && ::ftruncate(fd.get(), size) != 0) failed(errno, "extending the file");
         // chown and chmod only what differs: one stat costs less than two setattrs (on ext4 each
         // dirties the inode), and most files are root's, made by root with their final mode.
@@ -635,7 +723,7 @@ private:
         if ((st.st_mode & 07777) != e.mode && ::fchmod(fd.get(), e.mode) != 0) failed(errno, "chmod");
         if (::futimens(fd.get(), e.times) != 0) failed(errno, "setting times");
         if (::close(fd.release()) != 0) failed(errno, "closing the file");
-        partial.armed = false;
+        partial.keep();
         stats_.bytes += static_cast<std::uint64_t>(std::max<std::int64_t>(size, 0));
     }
 
@@ -904,6 +992,8 @@ private:
     std::map<std::string, PendingDir> pending_dirs_;
     std::map<std::string, SkippedXattr> skipped_xattrs_;
     DirCache dirs_;
+    std::shared_ptr<ChunkPool> chunk_pool_ = std::make_shared<ChunkPool>();
+    detail::FileWriter writer_;  // last: its thread stops first
 };
 
 }  // namespace detail
@@ -919,35 +1009,85 @@ TreeApplier::~TreeApplier() {
     }
 }
 
-ApplyStats TreeApplier::apply(int layer_fd, std::string_view what) { return applier_->run(layer_fd, what, {}); }
+ApplyStats TreeApplier::apply(int layer_fd, std::string_view what) {
+    return applier_->run(detail::open_plain_source(layer_fd, std::string(what), {.pool = applier_->chunk_pool()}),
+                         what);
+}
+
+struct StoredLayer::State {
+    const store::Store* store = nullptr;
+    oci::Descriptor layer;
+    core::Digest diff_id;
+    std::string what;
+    bool own = false;
+    bool check_blob = false;
+    bool known = false;          // the diff_id needs no check (recorded, or an uncompressed blob)
+    bool size_differs = false;   // (check_blob) the file's size is not the descriptor's
+    core::UniqueFd blob;
+    std::unique_ptr<detail::PlainSource> source;
+};
+
+StoredLayer::StoredLayer(std::unique_ptr<State> state) : state_(std::move(state)) {}
+StoredLayer::StoredLayer(StoredLayer&&) noexcept = default;
+StoredLayer& StoredLayer::operator=(StoredLayer&&) noexcept = default;
+StoredLayer::~StoredLayer() = default;
+
+StoredLayer TreeApplier::open_stored(const store::Store& store, const oci::Descriptor& layer,
+                                     const core::Digest& diff_id, std::string_view what, BlobSource from,
+                                     std::size_t read_ahead) {
+    auto s = std::make_unique<StoredLayer::State>();
+    s->store = &store;
+    s->layer = layer;
+    s->diff_id = diff_id;
+    s->what = what;
+    s->own = from == BlobSource::own_store;
+    s->check_blob = from == BlobSource::unchecked_layout;
+    s->known = layer.digest == diff_id || (s->own && store.recorded_diff_id(layer.digest) == diff_id);
+    s->blob = store.open_blob(layer.digest);
+    struct stat st {};
+    // A blob of the wrong size is not decoded: apply_stored names it by its digest, in its turn.
+    s->size_differs = s->check_blob && (::fstat(s->blob.get(), &st) != 0 || st.st_size != layer.size);
+    if (!s->size_differs)
+        s->source = detail::open_plain_source(
+            s->blob.get(), s->what,
+            {.hash_plain = !s->known,
+             .hash_blob = s->check_blob,
+             .read_ahead = read_ahead,
+             .pool = applier_->chunk_pool()});
+    return StoredLayer(std::move(s));
+}
 
 ApplyStats TreeApplier::apply_stored(const store::Store& store, const oci::Descriptor& layer,
                                      const core::Digest& diff_id, std::string_view what, BlobSource from) {
-    const bool own = from == BlobSource::own_store;
-    const bool check_blob = from == BlobSource::unchecked_layout;
-    const bool known = layer.digest == diff_id || (own && store.recorded_diff_id(layer.digest) == diff_id);
-    const core::UniqueFd blob = store.open_blob(layer.digest);
-    struct stat st {};
-    if (check_blob && (::fstat(blob.get(), &st) != 0 || st.st_size != layer.size)) store.verify_blob(layer);
+    return apply_stored(open_stored(store, layer, diff_id, what, from));
+}
+
+ApplyStats TreeApplier::apply_stored(StoredLayer opened) {
+    StoredLayer::State& s = *opened.state_;
+    if (s.size_differs) s.store->verify_blob(s.layer);
     ApplyStats stats;
     try {
-        stats = applier_->run(blob.get(), what, {.hash_plain = !known, .hash_blob = check_blob});
+        if (!s.source) s.source = detail::open_plain_source(s.blob.get(), s.what,
+                                                            {.hash_plain = !s.known,
+                                                             .hash_blob = s.check_blob,
+                                                             .pool = applier_->chunk_pool()});
+        s.source->shrink_read_ahead();
+        stats = applier_->run(std::move(s.source), s.what);
     } catch (...) {
         // Damaged bytes usually fail the decoder or the tar reader first; the blob's own digest
         // says better what is wrong.
-        if (check_blob) store.verify_blob(layer);
+        if (s.check_blob) s.store->verify_blob(s.layer);
         throw;
     }
-    if (check_blob) store.check_blob(layer, applier_->blob_read().bytes, *applier_->blob_read().digest);
-    if (known) {
-        stats.diff_id = diff_id;
+    if (s.check_blob) s.store->check_blob(s.layer, applier_->blob_read().bytes, *applier_->blob_read().digest);
+    if (s.known) {
+        stats.diff_id = s.diff_id;
         return stats;
     }
-    if (stats.diff_id != diff_id)
-        throw Error(ErrorCategory::integrity, std::string(what) + ": uncompressed content has digest " +
-                                                  stats.diff_id.str() + " but the config's diff_id is " +
-                                                  diff_id.str());
-    if (own) store.record_diff_id(layer.digest, diff_id);
+    if (stats.diff_id != s.diff_id)
+        throw Error(ErrorCategory::integrity, s.what + ": uncompressed content has digest " + stats.diff_id.str() +
+                                                  " but the config's diff_id is " + s.diff_id.str());
+    if (s.own) s.store->record_diff_id(s.layer.digest, s.diff_id);
     return stats;
 }
 

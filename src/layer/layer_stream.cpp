@@ -29,7 +29,7 @@ using core::Error;
 using core::ErrorCategory;
 
 constexpr std::size_t input_chunk = std::size_t{256} << 10;
-constexpr std::size_t output_chunk = std::size_t{1} << 20;
+constexpr std::size_t output_chunk = ChunkPool::chunk_size;
 constexpr std::size_t read_ahead_chunks = 6;
 constexpr off_t read_ahead_threshold = off_t{4} << 20;  // smaller blobs: no thread
 
@@ -328,18 +328,20 @@ private:
     std::unique_ptr<char[]> buffer_;
 };
 
-/// Decompresses on a thread of its own, up to read_ahead_chunks chunks ahead of the consumer, and
-/// hashes on another. A chunk is reused once both the consumer and the hasher are done with it.
+/// Decompresses on a thread of its own, up to a limit of chunks ahead of the consumer, and hashes
+/// on another. A chunk is reused once both the consumer and the hasher are done with it. Chunks are
+/// allocated as the producer needs them, and freed when the limit drops below what is allocated
+/// (a layer decoded ahead with a large limit that becomes the one applied).
 class ReadAheadSource final : public PlainSource {
 public:
     ReadAheadSource(int fd, std::string what, SourceOptions options)
         : decoder_(fd, std::move(what), {.hash_plain = false, .hash_blob = options.hash_blob}),
-          users_per_chunk_(options.hash_plain ? 2 : 1) {
-        for (std::size_t i = 0; i < read_ahead_chunks; ++i) {
-            buffers_.emplace_back(new char[output_chunk]);
-            free_.push_back(i);
-        }
-        users_.assign(read_ahead_chunks, 0);
+          pool_(options.pool ? options.pool : std::make_shared<ChunkPool>()),
+          users_per_chunk_(options.hash_plain ? 2 : 1),
+          limit_(std::max(read_ahead_chunks, (options.read_ahead + output_chunk - 1) / output_chunk)) {
+        buffers_.resize(limit_);
+        users_.assign(limit_, 0);
+        for (std::size_t i = limit_; i > 0; --i) unallocated_.push_back(i - 1);
         producer_ = std::thread([this] { produce(); });
         if (options.hash_plain) hasher_ = std::thread([this] { hash_chunks(); });
     }
@@ -351,6 +353,8 @@ public:
         cv_.notify_all();
         if (producer_.joinable()) producer_.join();
         if (hasher_.joinable()) hasher_.join();
+        for (auto& b : buffers_)
+            if (b) pool_->give(std::move(b));
     }
     ReadAheadSource(const ReadAheadSource&) = delete;
     ReadAheadSource& operator=(const ReadAheadSource&) = delete;
@@ -380,12 +384,32 @@ public:
         return {digest_, decoder_.digests().blob};
     }
 
+    void shrink_read_ahead() override {
+        std::lock_guard lock(mutex_);
+        limit_ = std::min(limit_, read_ahead_chunks);
+        while (allocated_ > limit_ && !free_.empty()) {
+            drop(free_.back());
+            free_.pop_back();
+        }
+    }
+
 private:
     /// One user of chunk `index` is done with it (under mutex_).
     void release(std::size_t index) {
         if (--users_[index] > 0) return;
-        free_.push_back(index);
+        if (allocated_ > limit_) {
+            drop(index);
+        } else {
+            free_.push_back(index);
+        }
         cv_.notify_all();
+    }
+
+    /// Gives chunk `index`'s memory back to the pool (under mutex_).
+    void drop(std::size_t index) {
+        pool_->give(std::move(buffers_[index]));
+        unallocated_.push_back(index);
+        --allocated_;
     }
 
     void produce() {
@@ -393,10 +417,17 @@ private:
             std::size_t index = 0;
             {
                 std::unique_lock lock(mutex_);
-                cv_.wait(lock, [&] { return !free_.empty() || stop_; });
+                cv_.wait(lock, [&] { return !free_.empty() || allocated_ < limit_ || stop_; });
                 if (stop_) return;
-                index = free_.front();
-                free_.pop_front();
+                if (!free_.empty()) {
+                    index = free_.front();
+                    free_.pop_front();
+                } else {
+                    index = unallocated_.back();
+                    unallocated_.pop_back();
+                    buffers_[index] = pool_->take();
+                    ++allocated_;
+                }
             }
             std::size_t size = 0;
             bool end = false;
@@ -450,12 +481,16 @@ private:
     }
 
     Decoder decoder_;
+    std::shared_ptr<ChunkPool> pool_;
     std::vector<std::unique_ptr<char[]>> buffers_;
     int users_per_chunk_;     // the consumer, and the hasher if any
     std::vector<int> users_;  // per chunk: how many of them are not done with it yet
     std::mutex mutex_;
     std::condition_variable cv_;
-    std::deque<std::size_t> free_;
+    std::size_t limit_;          // chunks that may be allocated
+    std::size_t allocated_ = 0;  // chunks allocated
+    std::deque<std::size_t> free_;         // allocated, unused
+    std::vector<std::size_t> unallocated_;  // slots without memory
     std::deque<std::pair<std::size_t, std::size_t>> full_;     // for the consumer
     std::deque<std::pair<std::size_t, std::size_t>> to_hash_;  // for the hasher
     std::optional<std::size_t> current_;
@@ -468,6 +503,23 @@ private:
 };
 
 }  // namespace
+
+std::unique_ptr<char[]> ChunkPool::take() {
+    {
+        std::lock_guard lock(mutex_);
+        if (!free_.empty()) {
+            auto chunk = std::move(free_.back());
+            free_.pop_back();
+            return chunk;
+        }
+    }
+    return std::unique_ptr<char[]>(new char[chunk_size]);
+}
+
+void ChunkPool::give(std::unique_ptr<char[]> chunk) {
+    std::lock_guard lock(mutex_);
+    free_.push_back(std::move(chunk));
+}
 
 std::unique_ptr<PlainSource> open_plain_source(int fd, const std::string& what, SourceOptions options) {
     struct stat st {};

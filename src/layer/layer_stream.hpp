@@ -9,15 +9,18 @@
 //
 // gzip (ISA-L isal_inflate, concatenated members too, each trailer checked), zstd or plain tar,
 // told apart by the magic bytes.
-// Blobs over 4 MiB are decompressed on a second thread, up to 6 MiB ahead of the consumer, and
-// hashed on a third, so that inflate, sha256 and the filesystem work overlap (inflate alone is
-// about as much work as the filesystem's, sha256 a third of that); smaller ones on the caller's
-// thread. When asked, the blob's own bytes are hashed as they are read (a blob not checked yet).
+// Blobs over 4 MiB are decompressed on a second thread, up to 6 MiB (or more when asked) ahead of
+// the consumer, and hashed on a third, so that inflate, sha256 and the filesystem work overlap
+// (inflate alone is about as much work as the filesystem's, sha256 a third of that); smaller ones
+// on the caller's thread. When asked, the blob's own bytes are hashed as they are read (a blob not
+// checked yet).
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "ocibuild/core/digest.hpp"
 
@@ -34,9 +37,27 @@ struct SourceDigests {
     BlobRead blob;
 };
 
+/// Chunks of plain bytes (1 MiB), kept for reuse by the sources of one tree: memory a thread frees
+/// is not always what another one gets, and memory touched for the first time costs (page faults;
+/// on VMs the host backing it), so layers applied one after another share theirs.
+class ChunkPool {
+public:
+    static constexpr std::size_t chunk_size = std::size_t{1} << 20;
+    [[nodiscard]] std::unique_ptr<char[]> take();
+    void give(std::unique_ptr<char[]> chunk);
+
+private:
+    std::mutex mutex_;
+    std::vector<std::unique_ptr<char[]>> free_;
+};
+
 struct SourceOptions {
     bool hash_plain = true;  // false: the plain bytes' digest is known already
     bool hash_blob = false;  // true: the blob's own bytes are hashed too (a blob we did not check)
+    /// Plain bytes decoded ahead of the consumer at most (at least 6 MiB): more for a layer
+    /// decoded while an earlier one is applied, so that idle CPU goes into it.
+    std::size_t read_ahead = 0;
+    std::shared_ptr<ChunkPool> pool;  // where chunks come from (null: a pool of the source's own)
 };
 
 class PlainSource {
@@ -48,6 +69,9 @@ public:
     /// Reads to the end of the stream (bytes after the tar's end still count towards the diff_id)
     /// and returns the digests asked for. Call once.
     virtual SourceDigests finish() = 0;
+    /// Back to the default read-ahead (from a larger SourceOptions::read_ahead), freeing memory above
+    /// it as the consumer gets through it: a layer decoded ahead has become the one applied.
+    virtual void shrink_read_ahead() {}
 };
 
 /// A source over the blob on `fd` (read from its current offset). `what` names it in messages.

@@ -676,6 +676,48 @@ def test_a_later_directory_entry_replaces_the_attributes(world, resolver):
     assert os.stat(r / "again").st_mtime == T1 + 7
 
 
+@pytest.mark.parametrize("resolver", RESOLVERS)
+def test_files_written_on_the_writer_thread_keep_the_entry_order(world, resolver):
+    # Small files are written on a thread of their own while later entries are applied. Whatever
+    # a later entry does to the same name (replace it, make it a directory, link to it, remove
+    # the directory above it), also through a symlink to its directory, the tree must be what
+    # applying the entries one by one gives.
+    many = [reg(f"many/f{i:03}", b"content %d" % i, mtime=T1) for i in range(300)]
+    layers = [
+        tar_of([dir_("usr"), dir_("usr/lib"), sym("lib", "usr/lib"), reg("old-file", b"old"),
+                dir_("old-dir"), reg("old-dir/inner", b"i"), sym("old-link", "usr"),
+                dir_("lowdir"), reg("lowdir/f", b"lower")]),
+        tar_of([dir_("many")] + many + [
+            reg("lib/z1", b"1"), reg("usr/lib/z2", b"2"),          # both paths to usr/lib cached
+            reg("lib/a", b"file first"), dir_("usr/lib/a"), reg("usr/lib/a/inside", b"in"),
+            reg("lib/b", b"first"), reg("usr/lib/b", b"second"),
+            reg("old-file", b"new", mode=0o600), reg("old-dir", b"was a dir"), reg("old-link", b"was a link"),
+            reg("x", b"x"), dir_("x"), reg("x/y", b"y"),
+            dir_("d"), reg("d/f", b"f"), reg("d", b"d is a file now"),
+            dir_("e"), reg("e/f", b"f"), sym("e", "usr"),
+            reg("h", b"linked"), link("h2", "h"),
+            reg("big", b"B" * (3 << 20)), reg("lowdir/f", b"upper", mtime=T2),
+        ])]
+    world.unpack(layers, resolver=resolver, check=True)
+    r = world.root
+    for i in range(300):
+        f = r / "many" / f"f{i:03}"
+        assert f.read_bytes() == b"content %d" % i and os.stat(f).st_mtime == T1
+    assert (r / "lib").is_symlink()
+    assert (r / "usr/lib/a").is_dir() and (r / "usr/lib/a/inside").read_bytes() == b"in"
+    assert (r / "usr/lib/b").read_bytes() == b"second"
+    assert (r / "old-file").read_bytes() == b"new" and stat.S_IMODE(os.stat(r / "old-file").st_mode) == 0o600
+    assert (r / "old-dir").read_bytes() == b"was a dir"
+    assert not (r / "old-link").is_symlink() and (r / "old-link").read_bytes() == b"was a link"
+    assert (r / "x").is_dir() and (r / "x/y").read_bytes() == b"y"
+    assert (r / "d").read_bytes() == b"d is a file now"
+    assert (r / "e").is_symlink() and os.readlink(r / "e") == "usr"
+    assert os.stat(r / "h").st_ino == os.stat(r / "h2").st_ino and (r / "h2").read_bytes() == b"linked"
+    assert (r / "big").stat().st_size == 3 << 20
+    assert (r / "lowdir/f").read_bytes() == b"upper" and os.stat(r / "lowdir/f").st_mtime == T2
+    assert not partial_files(r)
+
+
 def test_target_must_be_empty_unless_forced(world):
     (world.root / "existing").write_text("x")
     proc = world.unpack([tar_of([reg("f", b"1")])])

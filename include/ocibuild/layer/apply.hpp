@@ -93,6 +93,21 @@ namespace detail {
 class Applier;
 }
 
+/// A stored layer opened ahead of its turn (TreeApplier::open_stored): its blob is being decoded,
+/// and hashed, on threads of its own while earlier layers are applied.
+class StoredLayer {
+public:
+    StoredLayer(StoredLayer&&) noexcept;
+    StoredLayer& operator=(StoredLayer&&) noexcept;
+    ~StoredLayer();
+
+private:
+    friend class TreeApplier;
+    struct State;
+    explicit StoredLayer(std::unique_ptr<State> state);
+    std::unique_ptr<State> state_;
+};
+
 /// Layers applied one after another onto one tree (an image unpacked, a copy of a root
 /// filesystem). Directories get their modes and times once, in finish(), after the last layer:
 /// a later layer writing into a directory would change its mtime again (its own entry for the
@@ -111,6 +126,14 @@ public:
     /// apply_stored_layer's work, without finishing directories.
     ApplyStats apply_stored(const store::Store& store, const oci::Descriptor& layer, const core::Digest& diff_id,
                             std::string_view what, BlobSource from = BlobSource::own_store);
+    /// The same in two steps, so that a layer's blob is decoded while the one before it is applied:
+    /// open_stored starts decoding it, up to `read_ahead` bytes of tar (memory held until applied),
+    /// and apply_stored applies it. Every check and error is apply_stored's, in the layer's turn.
+    /// `store` must outlive the StoredLayer.
+    StoredLayer open_stored(const store::Store& store, const oci::Descriptor& layer, const core::Digest& diff_id,
+                            std::string_view what, BlobSource from = BlobSource::own_store,
+                            std::size_t read_ahead = 0);
+    ApplyStats apply_stored(StoredLayer layer);
     /// Directory modes and times, deepest first.
     void finish();
 

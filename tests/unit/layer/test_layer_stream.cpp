@@ -56,7 +56,7 @@ struct Decoded {
 };
 
 /// Sources hash the blob's own bytes too unless told otherwise: every decode checks both digests.
-constexpr layer::detail::SourceOptions both_digests{.hash_plain = true, .hash_blob = true};
+const layer::detail::SourceOptions both_digests{.hash_plain = true, .hash_blob = true};
 
 Decoded drain(layer::detail::PlainSource& source) {
     Decoded d;

@@ -7,6 +7,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -342,6 +343,7 @@ public:
         buffers_.resize(limit_);
         users_.assign(limit_, 0);
         for (std::size_t i = limit_; i > 0; --i) unallocated_.push_back(i - 1);
+        pool_->allow(limit_ + read_ahead_chunks);
         producer_ = std::thread([this] { produce(); });
         if (options.hash_plain) hasher_ = std::thread([this] { hash_chunks(); });
     }
@@ -417,16 +419,26 @@ private:
             std::size_t index = 0;
             {
                 std::unique_lock lock(mutex_);
-                cv_.wait(lock, [&] { return !free_.empty() || allocated_ < limit_ || stop_; });
-                if (stop_) return;
-                if (!free_.empty()) {
-                    index = free_.front();
-                    free_.pop_front();
-                } else {
-                    index = unallocated_.back();
-                    unallocated_.pop_back();
-                    buffers_[index] = pool_->take();
-                    ++allocated_;
+                for (;;) {
+                    cv_.wait(lock, [&] { return !free_.empty() || allocated_ < limit_ || stop_; });
+                    if (stop_) return;
+                    if (!free_.empty()) {
+                        index = free_.front();
+                        free_.pop_front();
+                        break;
+                    }
+                    // Beyond the default read-ahead only while the tree's pool has room: the
+                    // layer applied may still hold what was decoded ahead for it.
+                    if (auto chunk = pool_->take(allocated_ < read_ahead_chunks)) {
+                        index = unallocated_.back();
+                        unallocated_.pop_back();
+                        buffers_[index] = std::move(chunk);
+                        ++allocated_;
+                        break;
+                    }
+                    // Chunks come back to the pool from another source's thread, which does not
+                    // know this one's condition variable: look again shortly.
+                    cv_.wait_for(lock, std::chrono::milliseconds(2));
                 }
             }
             std::size_t size = 0;
@@ -504,16 +516,21 @@ private:
 
 }  // namespace
 
-std::unique_ptr<char[]> ChunkPool::take() {
-    {
-        std::lock_guard lock(mutex_);
-        if (!free_.empty()) {
-            auto chunk = std::move(free_.back());
-            free_.pop_back();
-            return chunk;
-        }
+std::unique_ptr<char[]> ChunkPool::take(bool guaranteed) {
+    std::lock_guard lock(mutex_);
+    if (!free_.empty()) {
+        auto chunk = std::move(free_.back());
+        free_.pop_back();
+        return chunk;
     }
+    if (!guaranteed && made_ >= size_) return nullptr;
+    ++made_;
     return std::unique_ptr<char[]>(new char[chunk_size]);
+}
+
+void ChunkPool::allow(std::size_t chunks) {
+    std::lock_guard lock(mutex_);
+    size_ = std::max(size_, chunks);
 }
 
 void ChunkPool::give(std::unique_ptr<char[]> chunk) {

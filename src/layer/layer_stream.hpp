@@ -39,16 +39,24 @@ struct SourceDigests {
 
 /// Chunks of plain bytes (1 MiB), kept for reuse by the sources of one tree: memory a thread frees
 /// is not always what another one gets, and memory touched for the first time costs (page faults;
-/// on VMs the host backing it), so layers applied one after another share theirs.
+/// on VMs the host backing it), so layers applied one after another share theirs. The pool also
+/// bounds them: a layer decoded ahead may hold up to its read-ahead while the next one starts, and
+/// the next one gets more than the default read-ahead only as the pool has room.
 class ChunkPool {
 public:
     static constexpr std::size_t chunk_size = std::size_t{1} << 20;
-    [[nodiscard]] std::unique_ptr<char[]> take();
+    /// A free chunk, or a new one while fewer than the pool's size were made (or when
+    /// `guaranteed`: a source's default read-ahead); else null.
+    [[nodiscard]] std::unique_ptr<char[]> take(bool guaranteed);
     void give(std::unique_ptr<char[]> chunk);
+    /// Raises the pool's size to `chunks`.
+    void allow(std::size_t chunks);
 
 private:
     std::mutex mutex_;
     std::vector<std::unique_ptr<char[]>> free_;
+    std::size_t made_ = 0;
+    std::size_t size_ = 0;
 };
 
 struct SourceOptions {

@@ -320,11 +320,7 @@ private:
     // chown fails with EINVAL for an id the user namespace does not map (rootless: more ids than
     // the subordinate ranges hold): say which ids, and where more come from.
     [[noreturn]] void chown_failed(int err, std::uint32_t uid, std::uint32_t gid) const {
-        if (err != EINVAL) failed(err, "chown");
-        throw Error(ErrorCategory::unsupported,
-                    prefix() + "cannot chown to " + std::to_string(uid) + ":" + std::to_string(gid) +
-                        ": the id is not mapped in this user namespace (rootless builds map the ranges "
-                        "of /etc/subuid and /etc/subgid; give this user more subordinate ids)");
+        detail::throw_chown_failed(err, prefix(), uid, gid);
     }
 
     [[noreturn]] void archive_failed(struct archive* a, const ReadContext& ctx, const std::string& previous) const {
@@ -676,26 +672,29 @@ private:
             t.segments.emplace_back(offset, n);
         });
         t.size = size;
-        t.mode = e.mode;
-        t.chown = !rootless_;
-        t.uid = e.uid;
-        t.gid = e.gid;
-        if (rootless_) t.owner_xattr = detail::encode_rootless_owner(RecordedOwner{e.uid, e.gid});
-        t.times[0] = e.times[0];
-        t.times[1] = e.times[1];
+        file_attrs(e, t.attrs);
         writer_.submit(std::move(t));
         stats_.bytes += static_cast<std::uint64_t>(size);
         return true;
+    }
+
+    /// The attributes entry `e` gives a regular file, into `a` (whose buffers are reused).
+    void file_attrs(const Entry& e, detail::FileAttrs& a) const {
+        a.mode = e.mode;
+        a.chown = !rootless_;
+        a.uid = e.uid;
+        a.gid = e.gid;
+        a.owner_xattr.clear();  // 0:0 records nothing
+        if (rootless_) a.owner_xattr = detail::encode_rootless_owner(RecordedOwner{e.uid, e.gid});
+        a.times[0] = e.times[0];
+        a.times[1] = e.times[1];
     }
 
     void write_file(struct archive* a, ReadContext& ctx, int parent, const Entry& e) {
         if (hand_over_file(a, ctx, parent, e)) return;
         const char* name = e.path.name.c_str();
         constexpr int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-        // Made with its final mode where the umask keeps it (then no chmod is needed), unless
-        // that has setuid/setgid/sticky (which must follow the chown) or leaves the owner unable
-        // to write (a rootless owner xattr is set below).
-        const mode_t create_mode = (e.mode & 07000) == 0 && (e.mode & 0200) != 0 ? e.mode : 0600;
+        const mode_t create_mode = detail::file_create_mode(e.mode);
         core::UniqueFd fd(::openat(parent, name, flags, create_mode));
         if (!fd && errno == EEXIST) {
             remove_existing(parent, e.path.name, e.path.path);
@@ -707,35 +706,15 @@ private:
         const std::int64_t size = archive_entry_size(e.ae);
         std::int64_t end = 0;
         for_each_data_block(a, ctx, size, [&](const char* block, std::size_t n, std::int64_t offset) {
-            write_at(fd.get(), block, n, offset);  // sparse holes stay holes
+            if (const int err = detail::write_all_at(fd.get(), block, n, offset); err != 0) failed(err, "writing");
             end = std::max(end, offset + static_cast<std::int64_t>(n));
         });
         if (size > end && ::ftruncate(fd.get(), size) != 0) failed(errno, "extending the file");
-        // chown and chmod only what differs: one stat costs less than two setattrs (on ext4 each
-        // dirties the inode), and most files are root's, made by root with their final mode.
-        struct stat st {};
-        if (::fstat(fd.get(), &st) != 0) failed(errno, "stat");
-        if (!rootless_ && (st.st_uid != e.uid || st.st_gid != e.gid) && ::fchown(fd.get(), e.uid, e.gid) != 0)
-            chown_failed(errno, e.uid, e.gid);
-        apply_xattrs(fd.get(), false, e, false);  // after chown: chown drops security.capability
-        if (rootless_) set_owner_xattr(fd.get(), false, e, false);
-        // After chown, which clears setuid and setgid; a chown that changed nothing clears nothing.
-        if ((st.st_mode & 07777) != e.mode && ::fchmod(fd.get(), e.mode) != 0) failed(errno, "chmod");
-        if (::futimens(fd.get(), e.times) != 0) failed(errno, "setting times");
-        if (::close(fd.release()) != 0) failed(errno, "closing the file");
+        detail::FileAttrs attrs;
+        file_attrs(e, attrs);
+        detail::finish_file(fd, attrs, prefix(), [&](int f) { apply_xattrs(f, false, e, false); });
         partial.keep();
         stats_.bytes += static_cast<std::uint64_t>(std::max<std::int64_t>(size, 0));
-    }
-
-    void write_at(int fd, const char* data, std::size_t n, std::int64_t offset) {
-        while (n > 0) {
-            const ssize_t w = ::pwrite(fd, data, n, static_cast<off_t>(offset));
-            if (w < 0 && errno == EINTR) continue;
-            if (w < 0) failed(errno, "writing");
-            data += w;
-            n -= static_cast<std::size_t>(w);
-            offset += w;
-        }
     }
 
     void make_symlink(int parent, const Entry& e) {

@@ -17,26 +17,51 @@ namespace {
     core::throw_errno(err, t.prefix + action);
 }
 
-void write_at(const FileTask& t, int fd, const char* data, std::size_t n, std::int64_t offset) {
+}  // namespace
+
+int write_all_at(int fd, const char* data, std::size_t n, std::int64_t offset) {
     while (n > 0) {
         const ssize_t w = ::pwrite(fd, data, n, static_cast<off_t>(offset));
         if (w < 0 && errno == EINTR) continue;
-        if (w < 0) failed(t, errno, "writing");
+        if (w < 0) return errno;
         data += w;
         n -= static_cast<std::size_t>(w);
         offset += w;
     }
+    return 0;
 }
 
-}  // namespace
+void throw_chown_failed(int err, const std::string& prefix, std::uint32_t uid, std::uint32_t gid) {
+    if (err != EINVAL) core::throw_errno(err, prefix + "chown");
+    throw core::Error(core::ErrorCategory::unsupported,
+                      prefix + "cannot chown to " + std::to_string(uid) + ":" + std::to_string(gid) +
+                          ": the id is not mapped in this user namespace (rootless builds map the ranges "
+                          "of /etc/subuid and /etc/subgid; give this user more subordinate ids)");
+}
+
+void finish_file(core::UniqueFd& fd, const FileAttrs& a, const std::string& prefix,
+                 const std::function<void(int)>& after_chown) {
+    // chown and chmod only what differs: one stat costs less than two setattrs (on ext4 each
+    // dirties the inode), and most files are root's, made by root with their final mode.
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) core::throw_errno(prefix + "stat");
+    if (a.chown && (st.st_uid != a.uid || st.st_gid != a.gid) && ::fchown(fd.get(), a.uid, a.gid) != 0)
+        throw_chown_failed(errno, prefix, a.uid, a.gid);
+    if (after_chown) after_chown(fd.get());
+    if (!a.owner_xattr.empty())
+        if (const int err = set_xattr_fd(fd.get(), false, rootless_xattr, a.owner_xattr); err != 0)
+            core::throw_errno(err, prefix + "recording the owner in " + rootless_xattr);
+    // After chown, which clears setuid and setgid; a chown that changed nothing clears nothing.
+    if ((st.st_mode & 07777) != a.mode && ::fchmod(fd.get(), a.mode) != 0) core::throw_errno(prefix + "chmod");
+    if (::futimens(fd.get(), a.times) != 0) core::throw_errno(prefix + "setting times");
+    if (::close(fd.release()) != 0) core::throw_errno(prefix + "closing the file");
+}
 
 bool write_file_task(const FileTask& t, bool replace) {
     const int parent = t.parent->get();
     const char* name = t.name.c_str();
     constexpr int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-    // Made with its final mode where the umask keeps it (then no chmod is needed), unless that has
-    // setuid/setgid/sticky (which must follow the chown) or leaves the owner unable to write.
-    const mode_t create_mode = (t.mode & 07000) == 0 && (t.mode & 0200) != 0 ? t.mode : 0600;
+    const mode_t create_mode = file_create_mode(t.attrs.mode);
     core::UniqueFd fd(::openat(parent, name, flags, create_mode));
     if (!fd && errno == EEXIST) {
         struct stat st {};
@@ -52,28 +77,13 @@ bool write_file_task(const FileTask& t, bool replace) {
     std::size_t pos = 0;
     std::int64_t end = 0;
     for (const auto& [offset, length] : t.segments) {
-        write_at(t, fd.get(), t.data.data() + pos, length, offset);  // sparse holes stay holes
+        if (const int err = write_all_at(fd.get(), t.data.data() + pos, length, offset); err != 0)
+            failed(t, err, "writing");
         pos += length;
         end = std::max(end, offset + static_cast<std::int64_t>(length));
     }
     if (t.size > end && ::ftruncate(fd.get(), t.size) != 0) failed(t, errno, "extending the file");
-    // chown and chmod only what differs: one stat costs less than two setattrs.
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0) failed(t, errno, "stat");
-    if (t.chown && (st.st_uid != t.uid || st.st_gid != t.gid) && ::fchown(fd.get(), t.uid, t.gid) != 0) {
-        if (errno != EINVAL) failed(t, errno, "chown");
-        throw core::Error(core::ErrorCategory::unsupported,
-                          t.prefix + "cannot chown to " + std::to_string(t.uid) + ":" + std::to_string(t.gid) +
-                              ": the id is not mapped in this user namespace (rootless builds map the ranges "
-                              "of /etc/subuid and /etc/subgid; give this user more subordinate ids)");
-    }
-    if (!t.owner_xattr.empty())
-        if (const int err = set_xattr_fd(fd.get(), false, rootless_xattr, t.owner_xattr); err != 0)
-            failed(t, err, std::string("recording the owner in ") + rootless_xattr);
-    // After chown, which clears setuid and setgid; a chown that changed nothing clears nothing.
-    if ((st.st_mode & 07777) != t.mode && ::fchmod(fd.get(), t.mode) != 0) failed(t, errno, "chmod");
-    if (::futimens(fd.get(), t.times) != 0) failed(t, errno, "setting times");
-    if (::close(fd.release()) != 0) failed(t, errno, "closing the file");
+    finish_file(fd, t.attrs, t.prefix);
     partial.keep();
     return true;
 }
@@ -130,7 +140,7 @@ void FileWriter::recycle(Batch& done) {
         t.data.clear();
         if (t.data.capacity() > max_spare_capacity) t.data = std::string();
         t.segments.clear();
-        t.owner_xattr.clear();
+        t.attrs.owner_xattr.clear();
         spares_.push_back(std::move(t));
     }
     done.clear();

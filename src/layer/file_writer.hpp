@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -40,6 +41,16 @@ struct DirId {
     bool operator==(const DirId&) const = default;
 };
 
+/// What a regular file gets after its content: owner, rootless owner record, mode, times.
+struct FileAttrs {
+    mode_t mode = 0;
+    bool chown = false;   // give it uid:gid (not rootless)
+    std::uint32_t uid = 0;
+    std::uint32_t gid = 0;
+    std::string owner_xattr;  // rootless: the user.rootlesscontainers value, "" for none
+    struct timespec times[2] {};
+};
+
 struct FileTask {
     std::shared_ptr<const core::UniqueFd> parent;
     DirId parent_id;
@@ -50,13 +61,27 @@ struct FileTask {
     std::string data;     // the bytes of `segments`, one after another
     std::vector<std::pair<std::int64_t, std::size_t>> segments;  // file offset, length (holes between)
     std::int64_t size = 0;
-    mode_t mode = 0;
-    bool chown = false;   // give it uid:gid (not rootless)
-    std::uint32_t uid = 0;
-    std::uint32_t gid = 0;
-    std::string owner_xattr;  // rootless: the user.rootlesscontainers value, "" for none
-    struct timespec times[2] {};
+    FileAttrs attrs;
 };
+
+/// The mode a regular file is created with: its own where the umask keeps it (then no chmod is
+/// needed), unless that has setuid/setgid/sticky (which must follow the chown) or leaves the
+/// owner unable to write; 0600 otherwise.
+[[nodiscard]] inline mode_t file_create_mode(mode_t mode) {
+    return (mode & 07000) == 0 && (mode & 0200) != 0 ? mode : 0600;
+}
+
+/// pwrite of all `n` bytes at `offset` (holes before it stay holes). Returns 0 or an errno.
+[[nodiscard]] int write_all_at(int fd, const char* data, std::size_t n, std::int64_t offset);
+
+/// The error for a failed chown: for EINVAL (an id the user namespace does not map) it says
+/// which ids, and where more come from.
+[[noreturn]] void throw_chown_failed(int err, const std::string& prefix, std::uint32_t uid, std::uint32_t gid);
+
+/// Gives the file just written on `fd` its attributes, `after_chown(fd)` in between (xattrs: a
+/// chown drops security.capability), and closes it. Throws core::Error starting with `prefix`.
+void finish_file(core::UniqueFd& fd, const FileAttrs& attrs, const std::string& prefix,
+                 const std::function<void(int)>& after_chown = {});
 
 /// A file being written: unless keep() is called, it is closed and removed when this goes (a
 /// failure), so that the tree never holds a partial file.
